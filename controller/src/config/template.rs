@@ -1,0 +1,1 @@
+//! Strict Liquid rendering of the prompt template (placeholder until the renderer lands).

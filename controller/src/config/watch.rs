@@ -1,0 +1,1 @@
+//! Hot reload of WORKFLOW.md (placeholder until the watcher lands).

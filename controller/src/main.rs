@@ -1,0 +1,2 @@
+//! The `itervox` binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Reusable fixtures for end-to-end tests.

@@ -1,0 +1,1 @@
+//! itervox-worker library (skeleton).

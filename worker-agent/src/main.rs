@@ -1,0 +1,2 @@
+//! The `itervox-worker` binary.
+fn main() {}
