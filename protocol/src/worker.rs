@@ -177,6 +177,9 @@ pub struct PreparedWorkspace {
     /// True when the worktree was created by this call (and `after_create` ran).
     pub created: bool,
     pub branch: String,
+    /// Output of the hooks this call ran (`after_create`), as log entries for the issue's log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<IssueLogEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -289,6 +292,9 @@ pub struct RemoveWorkspace {
 pub struct WorkspaceRemoved {
     /// False when there was no worktree for the issue.
     pub removed: bool,
+    /// Output of `before_remove`, as log entries for the issue's log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<IssueLogEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

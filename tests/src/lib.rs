@@ -1,1 +1,4 @@
-//! Reusable fixtures for end-to-end tests.
+//! Reusable fixtures for the end-to-end tests: where the built binaries are, throwaway git
+//! repositories, real `sshd` build hosts, fake tracker and model APIs, and a running controller.
+
+pub mod binaries;
