@@ -111,11 +111,50 @@ pub trait OutputParser: Send {
 }
 
 /// Builds the command line of one turn for the request's backend.
+///
+/// Interim version (Claude-style flags only; the full backends replace it): the program is exec'd
+/// directly when it is an absolute path, else through `sh -lc`.
 pub fn build_command(req: &TurnRequest<'_>) -> Result<AgentCommand, AgentError> {
-    let _ = req;
-    Err(AgentError::BadCommand {
-        command: req.command.to_string(),
-        reason: "agent backends are not built yet".into(),
+    if req.prompt.contains('\0') {
+        return Err(AgentError::NulInPrompt);
+    }
+    let mut args: Vec<String> = Vec::new();
+    let program = match req.backend {
+        Backend::Demo => {
+            args.push("demo-agent".into());
+            req.self_exe.to_path_buf()
+        }
+        _ => {
+            let mut words = req.command.split_whitespace();
+            let program = words.next().ok_or(AgentError::EmptyCommand)?;
+            args.extend(words.map(String::from));
+            PathBuf::from(program)
+        }
+    };
+    args.extend(["-p", "--output-format", "stream-json", "--verbose"].map(String::from));
+    if let Some(r) = req.resume_ref {
+        args.push("--resume".into());
+        args.push(r.to_string());
+    }
+    let mut env = req.env.clone();
+    env.insert("ITERVOX_AGENT".into(), "1".into());
+    env.insert("CLAUDE_CODE_LOG_DIR".into(), req.log_dir.display().to_string());
+    let (program, args) = if program.is_absolute() {
+        (program, args)
+    } else {
+        let line = std::iter::once(program.display().to_string())
+            .chain(args)
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        (PathBuf::from("/bin/sh"), vec!["-lc".into(), format!("exec {line}")])
+    };
+    Ok(AgentCommand {
+        program,
+        args,
+        env,
+        stdin: req.prompt.as_bytes().to_vec(),
+        cwd: req.workspace.to_path_buf(),
     })
 }
 
