@@ -1,0 +1,545 @@
+//! One host's link: keeps a worker protocol stream open (reconnecting with exponential backoff and
+//! jitter), pings it for health and load, and follows sessions across reconnects so that every journal
+//! event reaches its follower exactly once.
+//!
+//! The transport is behind `Connector`: a local child process (`hosts::local`) or an SSH exec channel
+//! (`hosts::ssh`). The link never decides anything about runs; it reports `LinkEvent`s to the scheduler.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use itervox_protocol::PROTOCOL_VERSION;
+use itervox_protocol::api::HostStatus;
+use itervox_protocol::worker::{Attach, ControllerHello, Pong, RequestBody, SessionEvent, SessionRef, WorkerHello};
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::worker_client::{WorkerCallError, WorkerClient};
+
+/// A connected byte stream to a worker's `serve --stdio`, and whatever keeps it alive.
+pub struct Transport {
+    pub reader: Box<dyn AsyncRead + Send + Unpin>,
+    pub writer: Box<dyn AsyncWrite + Send + Unpin>,
+    /// Held for as long as the stream is in use (a child process, an SSH connection).
+    pub guard: Box<dyn Any + Send + Sync>,
+    /// Fires when the underlying connection dies (for transports that can tell before the stream does).
+    pub closed: Option<CancellationToken>,
+    /// Round-trip time of the transport itself, when it can measure one.
+    pub latency: Option<Arc<dyn Fn() -> Option<f64> + Send + Sync>>,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport").finish_non_exhaustive()
+    }
+}
+
+/// Opens transports to one host.
+#[async_trait]
+pub trait Connector: Send + Sync + fmt::Debug {
+    /// Opens a new stream to the host's worker. The error is a human sentence naming what failed.
+    async fn connect(&self) -> Result<Transport, String>;
+}
+
+/// What the link tells the scheduler.
+#[derive(Debug, Clone)]
+pub enum LinkEvent {
+    /// A new stream is up; the worker's hello lists its sessions.
+    Connected(Box<WorkerHello>),
+    /// The stream ended or a connection attempt failed.
+    Down(String),
+    /// New health numbers from a ping.
+    Health,
+}
+
+/// The link's current health, published on a watch channel.
+#[derive(Debug, Clone)]
+pub struct LinkStatus {
+    pub state: HostStatus,
+    pub last_error: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub load1: Option<f64>,
+    pub cpus: Option<u32>,
+    pub worker_version: Option<String>,
+    pub hostname: Option<String>,
+    /// When the host was last seen up (connected or answered a ping); `None` if never.
+    pub last_seen: Option<Instant>,
+    /// Since when the host has been unreachable; `None` while up.
+    pub down_since: Option<Instant>,
+}
+
+impl LinkStatus {
+    fn new(now: Instant) -> Self {
+        LinkStatus {
+            state: HostStatus::Connecting,
+            last_error: None,
+            latency_ms: None,
+            load1: None,
+            cpus: None,
+            worker_version: None,
+            hostname: None,
+            last_seen: None,
+            down_since: Some(now),
+        }
+    }
+}
+
+/// Why a call through the link failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LinkError {
+    #[error("host {host} is unreachable{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Down { host: String, reason: Option<String> },
+    #[error("host {host}: {source}")]
+    Call {
+        host: String,
+        #[source]
+        source: WorkerCallError,
+    },
+}
+
+impl LinkError {
+    /// The worker's error code, when the worker refused the request.
+    pub fn refused_code(&self) -> Option<&str> {
+        match self {
+            LinkError::Call {
+                source: WorkerCallError::Refused { code, .. },
+                ..
+            } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// True when the failure says nothing about the request itself (the host or stream went away).
+    pub fn is_transport(&self) -> bool {
+        matches!(
+            self,
+            LinkError::Down { .. }
+                | LinkError::Call {
+                    source: WorkerCallError::Disconnected | WorkerCallError::Timeout(..),
+                    ..
+                }
+        )
+    }
+}
+
+/// Timing knobs of a link.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    pub workspace_root: String,
+    pub handshake_timeout: Duration,
+    pub ping_interval: Duration,
+    pub call_timeout: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for LinkSettings {
+    fn default() -> Self {
+        LinkSettings {
+            workspace_root: "~/.itervox/workspaces".into(),
+            handshake_timeout: Duration::from_secs(20),
+            ping_interval: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(120),
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Feed {
+    last_seq: u64,
+    tx: mpsc::Sender<SessionEvent>,
+    /// Which connection generation may forward events; older forwarders stop.
+    generation: u64,
+}
+
+struct Shared {
+    name: String,
+    settings: LinkSettings,
+    client: watch::Sender<Option<WorkerClient>>,
+    status: watch::Sender<LinkStatus>,
+    feeds: Mutex<HashMap<String, Feed>>,
+    generation: Mutex<u64>,
+    cancel: CancellationToken,
+    events: mpsc::UnboundedSender<(String, LinkEvent)>,
+}
+
+/// A cheap handle on one host's link.
+#[derive(Clone)]
+pub struct HostLink {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for HostLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostLink").field("name", &self.shared.name).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl HostLink {
+    /// Starts the link's connection loop. It runs until `cancel` fires or `shutdown` is called.
+    pub fn spawn(
+        name: String,
+        connector: Arc<dyn Connector>,
+        settings: LinkSettings,
+        events: mpsc::UnboundedSender<(String, LinkEvent)>,
+        cancel: CancellationToken,
+    ) -> HostLink {
+        let (client, _) = watch::channel(None);
+        let (status, _) = watch::channel(LinkStatus::new(Instant::now()));
+        let shared = Arc::new(Shared {
+            name,
+            settings,
+            client,
+            status,
+            feeds: Mutex::new(HashMap::new()),
+            generation: Mutex::new(0),
+            cancel,
+            events,
+        });
+        tokio::spawn(connection_loop(shared.clone(), connector));
+        HostLink { shared }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Stops the connection loop and drops the stream (sessions keep running on the host).
+    pub fn shutdown(&self) {
+        self.shared.cancel.cancel();
+    }
+
+    pub fn status(&self) -> LinkStatus {
+        self.shared.status.borrow().clone()
+    }
+
+    pub fn watch_status(&self) -> watch::Receiver<LinkStatus> {
+        self.shared.status.subscribe()
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.shared.client.borrow().as_ref().is_some_and(|c| !c.is_closed())
+    }
+
+    fn current(&self) -> Result<WorkerClient, LinkError> {
+        match self.shared.client.borrow().as_ref() {
+            Some(c) if !c.is_closed() => Ok(c.clone()),
+            _ => Err(LinkError::Down {
+                host: self.shared.name.clone(),
+                reason: self.shared.status.borrow().last_error.clone(),
+            }),
+        }
+    }
+
+    /// Waits until the link is up, at most `timeout`.
+    pub async fn wait_up(&self, timeout: Duration) -> Result<(), LinkError> {
+        let mut rx = self.shared.client.subscribe();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if rx.borrow_and_update().as_ref().is_some_and(|c| !c.is_closed()) {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return self.current().map(|_| ()),
+            }
+        }
+    }
+
+    /// Sends a request on the current stream and decodes the answer.
+    pub async fn call<T: DeserializeOwned>(&self, body: RequestBody) -> Result<T, LinkError> {
+        self.call_with_timeout(body, self.shared.settings.call_timeout).await
+    }
+
+    pub async fn call_with_timeout<T: DeserializeOwned>(
+        &self,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<T, LinkError> {
+        let client = self.current()?;
+        client.call(body, timeout).await.map_err(|source| LinkError::Call {
+            host: self.shared.name.clone(),
+            source,
+        })
+    }
+
+    /// Follows a session's journal from `from_seq`, across reconnects, exactly once per event. The events
+    /// arrive on the returned channel until `unfollow`.
+    pub fn follow(&self, session_id: &str, from_seq: u64) -> mpsc::Receiver<SessionEvent> {
+        let (tx, rx) = mpsc::channel(1024);
+        let generation = *lock(&self.shared.generation);
+        lock(&self.shared.feeds).insert(
+            session_id.to_string(),
+            Feed {
+                last_seq: from_seq.saturating_sub(1),
+                tx,
+                generation,
+            },
+        );
+        if let Ok(client) = self.current() {
+            let shared = self.shared.clone();
+            let session = session_id.to_string();
+            tokio::spawn(async move { attach_feed(&shared, &client, &session, generation).await });
+        }
+        rx
+    }
+
+    /// Stops following a session.
+    pub async fn unfollow(&self, session_id: &str) {
+        lock(&self.shared.feeds).remove(session_id);
+        if let Ok(client) = self.current() {
+            client.unsubscribe(session_id);
+            let _ = client
+                .call::<serde_json::Value>(
+                    RequestBody::Detach(SessionRef {
+                        session_id: session_id.to_string(),
+                    }),
+                    Duration::from_secs(10),
+                )
+                .await;
+        }
+    }
+}
+
+/// Subscribes `session` on `client` and sends `attach` from the feed's next seq.
+async fn attach_feed(shared: &Arc<Shared>, client: &WorkerClient, session: &str, generation: u64) {
+    let (route_tx, mut route_rx) = mpsc::channel::<SessionEvent>(1024);
+    client.subscribe(session, route_tx);
+    let from_seq = match lock(&shared.feeds).get(session) {
+        Some(f) => f.last_seq + 1,
+        None => return,
+    };
+    let attach = RequestBody::Attach(Attach {
+        session_id: session.to_string(),
+        from_seq,
+    });
+    if let Err(e) = client.call_raw(attach, shared.settings.call_timeout).await {
+        tracing::warn!(host = %shared.name, session, error = %e, "Attach failed");
+        // The next reconnect retries; a refused attach (unknown session) is reported to the follower as a
+        // closed channel when the feed is dropped by its owner.
+        return;
+    }
+    let closed = client.closed();
+    let session = session.to_string();
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                _ = closed.cancelled() => break,
+                e = route_rx.recv() => match e { Some(e) => e, None => break },
+            };
+            let seq = event.seq();
+            let tx = {
+                let feeds = lock(&shared.feeds);
+                let Some(feed) = feeds.get(&session) else { break };
+                if feed.generation != generation {
+                    break;
+                }
+                if seq <= feed.last_seq {
+                    continue;
+                }
+                if seq > feed.last_seq + 1 {
+                    tracing::warn!(host = %shared.name, session = %session, expected = feed.last_seq + 1, got = seq, "Journal gap: entries were rotated away on the host");
+                }
+                feed.tx.clone()
+            };
+            if tx.send(event).await.is_err() {
+                break;
+            }
+            if let Some(feed) = lock(&shared.feeds).get_mut(&session) {
+                feed.last_seq = feed.last_seq.max(seq);
+            }
+        }
+    });
+}
+
+fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempt.min(16)));
+    let capped = exp.min(max);
+    // Full jitter between half and all of the delay, so a fleet does not reconnect in lockstep.
+    capped.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+async fn connection_loop(shared: Arc<Shared>, connector: Arc<dyn Connector>) {
+    let mut attempt: u32 = 0;
+    let notify = |e: LinkEvent| {
+        let _ = shared.events.send((shared.name.clone(), e));
+    };
+    loop {
+        if shared.cancel.is_cancelled() {
+            break;
+        }
+        shared.status.send_modify(|s| {
+            if s.state != HostStatus::Down {
+                s.state = HostStatus::Connecting;
+            }
+        });
+        let connected = tokio::select! {
+            _ = shared.cancel.cancelled() => break,
+            r = connect_once(&shared, connector.as_ref()) => r,
+        };
+        match connected {
+            Ok((client, transport)) => {
+                attempt = 0;
+                let hello = client.hello().clone();
+                let now = Instant::now();
+                shared.status.send_modify(|s| {
+                    s.state = HostStatus::Up;
+                    s.last_error = None;
+                    s.cpus = Some(hello.cpus);
+                    s.load1 = Some(hello.load1);
+                    s.worker_version = Some(hello.worker_version.clone());
+                    s.hostname = Some(hello.hostname.clone());
+                    s.last_seen = Some(now);
+                    s.down_since = None;
+                });
+                let generation = {
+                    let mut g = lock(&shared.generation);
+                    *g += 1;
+                    *g
+                };
+                let sessions: Vec<String> = {
+                    let mut feeds = lock(&shared.feeds);
+                    feeds.values_mut().for_each(|f| f.generation = generation);
+                    feeds.keys().cloned().collect()
+                };
+                shared.client.send_replace(Some(client.clone()));
+                notify(LinkEvent::Connected(Box::new(hello)));
+                for session in sessions {
+                    let (shared2, client2) = (shared.clone(), client.clone());
+                    tokio::spawn(async move { attach_feed(&shared2, &client2, &session, generation).await });
+                }
+                let transport_closed = transport.closed.clone().unwrap_or_default();
+                let latency = transport.latency.clone();
+                let reason = serve_connection(&shared, &client, transport_closed, latency, &notify).await;
+                client.close();
+                shared.client.send_replace(None);
+                drop(transport);
+                let now = Instant::now();
+                shared.status.send_modify(|s| {
+                    s.state = HostStatus::Down;
+                    s.last_error = Some(reason.clone());
+                    s.down_since.get_or_insert(now);
+                });
+                notify(LinkEvent::Down(reason));
+            }
+            Err(reason) => {
+                let now = Instant::now();
+                shared.status.send_modify(|s| {
+                    s.state = HostStatus::Down;
+                    s.last_error = Some(reason.clone());
+                    s.down_since.get_or_insert(now);
+                });
+                notify(LinkEvent::Down(reason));
+            }
+        }
+        if shared.cancel.is_cancelled() {
+            break;
+        }
+        let delay = backoff(attempt, shared.settings.backoff_base, shared.settings.backoff_max);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = shared.cancel.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    if let Some(c) = shared.client.send_replace(None) {
+        c.close();
+    }
+}
+
+async fn connect_once(shared: &Shared, connector: &dyn Connector) -> Result<(WorkerClient, Transport), String> {
+    let mut transport = connector.connect().await?;
+    let hello = ControllerHello {
+        protocol: PROTOCOL_VERSION,
+        controller_version: env!("CARGO_PKG_VERSION").to_string(),
+        workspace_root: shared.settings.workspace_root.clone(),
+    };
+    let reader = std::mem::replace(&mut transport.reader, Box::new(tokio::io::empty()));
+    let writer = std::mem::replace(&mut transport.writer, Box::new(tokio::io::sink()));
+    let client = WorkerClient::start(reader, writer, hello, shared.settings.handshake_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((client, transport))
+}
+
+/// Pings the worker until the stream or the transport dies; returns why it ended.
+async fn serve_connection(
+    shared: &Shared,
+    client: &WorkerClient,
+    transport_closed: CancellationToken,
+    latency: Option<Arc<dyn Fn() -> Option<f64> + Send + Sync>>,
+    notify: &impl Fn(LinkEvent),
+) -> String {
+    let closed = client.closed();
+    let mut ticker = tokio::time::interval(shared.settings.ping_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return "link stopped".into(),
+            _ = closed.cancelled() => return "the worker stream ended".into(),
+            _ = transport_closed.cancelled() => return "the connection was lost".into(),
+            _ = ticker.tick() => {}
+        }
+        let started = Instant::now();
+        // A ping that takes longer than the interval times out; the stream stays up but the latency shows
+        // it. A dead peer is noticed by the transport's keepalive or by the stream ending.
+        match client
+            .call::<Pong>(
+                RequestBody::Ping,
+                shared.settings.ping_interval.max(Duration::from_secs(10)),
+            )
+            .await
+        {
+            Ok(pong) => {
+                let rtt = started.elapsed().as_secs_f64() * 1000.0;
+                let transport_rtt = latency.as_ref().and_then(|f| f());
+                shared.status.send_modify(|s| {
+                    s.latency_ms = Some(transport_rtt.unwrap_or(rtt));
+                    s.load1 = Some(pong.load1);
+                    s.cpus = Some(pong.cpus);
+                    s.last_seen = Some(Instant::now());
+                });
+                notify(LinkEvent::Health);
+            }
+            Err(WorkerCallError::Disconnected) => return "the worker stream ended".into(),
+            Err(e) => {
+                shared.status.send_modify(|s| s.last_error = Some(e.to_string()));
+                notify(LinkEvent::Health);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped_with_jitter() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        for attempt in 0..20 {
+            let d = backoff(attempt, base, max);
+            let full = base.saturating_mul(2u32.pow(attempt.min(16))).min(max);
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempt}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The controller's side of the worker protocol over any byte stream: handshake, requests matched to
+//! their answers by id, and session events routed to their subscribers.
+//!
+//! One `WorkerClient` per live stream (a child's stdio or an SSH exec channel). It knows nothing about
+//! reconnection: when the stream ends, the client is closed and every pending call fails with
+//! `Disconnected`; `hosts::link` makes a new client and re-attaches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use itervox_protocol::PROTOCOL_VERSION;
+use itervox_protocol::worker::{
+    ControllerFrame, ControllerHello, MAX_FRAME_BYTES, Request, RequestBody, SessionEvent, WorkerFrame, WorkerHello,
+};
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Why a call to the worker failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WorkerCallError {
+    /// The stream ended before the answer arrived.
+    #[error("the connection to the worker was lost")]
+    Disconnected,
+    /// The worker answered with an error frame.
+    #[error("worker refused {kind}: {message} ({code})")]
+    Refused {
+        kind: &'static str,
+        code: String,
+        message: String,
+    },
+    /// The worker's answer did not have the expected shape.
+    #[error("worker answered {kind} with an unexpected payload: {0}", kind = .1)]
+    BadAnswer(String, &'static str),
+    #[error("worker did not answer {0} within {1:?}")]
+    Timeout(&'static str, Duration),
+}
+
+/// Why the handshake failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("worker closed the stream during the handshake{}", stderr_suffix(.0))]
+    Closed(String),
+    #[error(
+        "worker speaks protocol {worker} but this controller speaks {controller}; install the matching itervox-worker"
+    )]
+    ProtocolMismatch { worker: String, controller: u32 },
+    #[error("worker answered the handshake with {0}")]
+    Unexpected(String),
+    #[error("worker did not answer the handshake within {0:?}")]
+    Timeout(Duration),
+    #[error("could not write to the worker: {0}")]
+    Io(String),
+}
+
+fn stderr_suffix(s: &str) -> String {
+    if s.is_empty() { String::new() } else { format!(": {s}") }
+}
+
+type Pending = Arc<
+    Mutex<
+        HashMap<
+            u64,
+            (
+                &'static str,
+                oneshot::Sender<Result<serde_json::Map<String, serde_json::Value>, WorkerCallError>>,
+            ),
+        >,
+    >,
+>;
+type Subscribers = Arc<Mutex<HashMap<String, mpsc::Sender<SessionEvent>>>>;
+
+/// A live protocol session with one worker. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WorkerClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    out: mpsc::Sender<ControllerFrame>,
+    pending: Pending,
+    subscribers: Subscribers,
+    next_id: AtomicU64,
+    closed: CancellationToken,
+    hello: WorkerHello,
+}
+
+impl WorkerClient {
+    /// Performs the handshake on a fresh stream and starts the reader and writer tasks.
+    pub async fn start<R, W>(
+        reader: R,
+        writer: W,
+        hello: ControllerHello,
+        timeout: Duration,
+    ) -> Result<WorkerClient, HandshakeError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut writer = BufWriter::new(writer);
+        let mut line = serde_json::to_vec(&ControllerFrame::Hello(hello)).expect("hello serializes");
+        line.push(b'\n');
+        writer
+            .write_all(&line)
+            .await
+            .map_err(|e| HandshakeError::Io(e.to_string()))?;
+        writer.flush().await.map_err(|e| HandshakeError::Io(e.to_string()))?;
+
+        let mut reader = BufReader::with_capacity(256 * 1024, reader);
+        let mut buf = Vec::new();
+        let worker_hello = tokio::time::timeout(timeout, async {
+            loop {
+                buf.clear();
+                let n = reader
+                    .read_until(b'\n', &mut buf)
+                    .await
+                    .map_err(|e| HandshakeError::Closed(e.to_string()))?;
+                if n == 0 {
+                    return Err(HandshakeError::Closed(String::new()));
+                }
+                let text = String::from_utf8_lossy(&buf);
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                return match serde_json::from_str::<WorkerFrame>(text) {
+                    Ok(WorkerFrame::Hello(h)) if h.protocol == PROTOCOL_VERSION => Ok(h),
+                    Ok(WorkerFrame::Hello(h)) => Err(HandshakeError::ProtocolMismatch {
+                        worker: h.protocol.to_string(),
+                        controller: PROTOCOL_VERSION,
+                    }),
+                    Ok(WorkerFrame::Error(e)) if e.code == "protocol_mismatch" => {
+                        Err(HandshakeError::ProtocolMismatch {
+                            worker: e.message,
+                            controller: PROTOCOL_VERSION,
+                        })
+                    }
+                    // Anything that is not JSON (a login banner, a shell warning) is noise before the
+                    // worker's hello; skip a bounded amount of it.
+                    Err(_) if !text.starts_with('{') => continue,
+                    Ok(other) => Err(HandshakeError::Unexpected(format!("{other:?}"))),
+                    Err(e) => Err(HandshakeError::Unexpected(format!("{e}: {text}"))),
+                };
+            }
+        })
+        .await
+        .map_err(|_| HandshakeError::Timeout(timeout))??;
+
+        let (out_tx, out_rx) = mpsc::channel::<ControllerFrame>(256);
+        let inner = Arc::new(Inner {
+            out: out_tx,
+            pending: Arc::default(),
+            subscribers: Arc::default(),
+            next_id: AtomicU64::new(1),
+            closed: CancellationToken::new(),
+            hello: worker_hello,
+        });
+        tokio::spawn(write_loop(writer, out_rx, inner.closed.clone()));
+        tokio::spawn(read_loop(
+            reader,
+            inner.pending.clone(),
+            inner.subscribers.clone(),
+            inner.closed.clone(),
+        ));
+        Ok(WorkerClient { inner })
+    }
+
+    /// The worker's handshake answer.
+    pub fn hello(&self) -> &WorkerHello {
+        &self.inner.hello
+    }
+
+    /// Fires when the stream has ended.
+    pub fn closed(&self) -> CancellationToken {
+        self.inner.closed.clone()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_cancelled()
+    }
+
+    /// Ends the client: pending calls fail, the writer stops.
+    pub fn close(&self) {
+        self.inner.closed.cancel();
+    }
+
+    /// Routes the events of `session_id` to `tx` (replacing an earlier subscriber).
+    pub fn subscribe(&self, session_id: &str, tx: mpsc::Sender<SessionEvent>) {
+        lock(&self.inner.subscribers).insert(session_id.to_string(), tx);
+    }
+
+    pub fn unsubscribe(&self, session_id: &str) {
+        lock(&self.inner.subscribers).remove(session_id);
+    }
+
+    /// Sends a request and waits for its answer's fields.
+    pub async fn call_raw(
+        &self,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, WorkerCallError> {
+        let kind = body.kind();
+        if self.is_closed() {
+            return Err(WorkerCallError::Disconnected);
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner.pending).insert(id, (kind, tx));
+        let frame = ControllerFrame::Request(Request { id, body });
+        if self.inner.out.send(frame).await.is_err() {
+            lock(&self.inner.pending).remove(&id);
+            return Err(WorkerCallError::Disconnected);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(WorkerCallError::Disconnected),
+            Err(_) => {
+                lock(&self.inner.pending).remove(&id);
+                Err(WorkerCallError::Timeout(kind, timeout))
+            }
+        }
+    }
+
+    /// Sends a request and decodes its answer as `T`.
+    pub async fn call<T: DeserializeOwned>(&self, body: RequestBody, timeout: Duration) -> Result<T, WorkerCallError> {
+        let kind = body.kind();
+        let map = self.call_raw(body, timeout).await?;
+        serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| WorkerCallError::BadAnswer(e.to_string(), kind))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The maps stay consistent even if a holder panicked: every critical section is a single insert or
+    // remove.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: BufWriter<W>,
+    mut rx: mpsc::Receiver<ControllerFrame>,
+    closed: CancellationToken,
+) {
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        let frame = tokio::select! {
+            // Cancel-safe: nothing is lost if the stream closed; the frame would have nowhere to go.
+            _ = closed.cancelled() => break,
+            f = rx.recv() => match f { Some(f) => f, None => break },
+        };
+        line.clear();
+        if serde_json::to_writer(&mut line, &frame).is_err() {
+            continue;
+        }
+        line.push(b'\n');
+        if writer.write_all(&line).await.is_err() {
+            break;
+        }
+        // Drain whatever else is queued before flushing, so bursts cost one syscall.
+        while let Ok(frame) = rx.try_recv() {
+            line.clear();
+            if serde_json::to_writer(&mut line, &frame).is_ok() {
+                line.push(b'\n');
+                if writer.write_all(&line).await.is_err() {
+                    closed.cancel();
+                    return;
+                }
+            }
+        }
+        if writer.flush().await.is_err() {
+            break;
+        }
+    }
+    closed.cancel();
+    let _ = writer.shutdown().await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: BufReader<R>,
+    pending: Pending,
+    subscribers: Subscribers,
+    closed: CancellationToken,
+) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    loop {
+        buf.clear();
+        let read = tokio::select! {
+            _ = closed.cancelled() => break,
+            r = read_frame(&mut reader, &mut buf) => r,
+        };
+        match read {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "Worker stream read failed");
+                break;
+            }
+        }
+        if buf.len() > MAX_FRAME_BYTES {
+            tracing::warn!(bytes = buf.len(), "Worker sent an oversized frame; skipped");
+            continue;
+        }
+        let frame: WorkerFrame = match serde_json::from_slice(&buf) {
+            Ok(f) => f,
+            Err(e) => {
+                if !buf.iter().all(u8::is_ascii_whitespace) {
+                    tracing::warn!(error = %e, line = %String::from_utf8_lossy(&buf[..buf.len().min(200)]), "Unreadable worker frame skipped");
+                }
+                continue;
+            }
+        };
+        match frame {
+            WorkerFrame::Ok(ok) => {
+                if let Some((_, tx)) = lock(&pending).remove(&ok.id) {
+                    let _ = tx.send(Ok(ok.result));
+                }
+            }
+            WorkerFrame::Error(err) => {
+                if let Some((kind, tx)) = lock(&pending).remove(&err.id) {
+                    let _ = tx.send(Err(WorkerCallError::Refused {
+                        kind,
+                        code: err.code,
+                        message: err.message,
+                    }));
+                } else {
+                    tracing::warn!(code = %err.code, message = %err.message, "Worker reported an error");
+                }
+            }
+            WorkerFrame::Event(event) => {
+                let tx = lock(&subscribers).get(event.session_id()).cloned();
+                if let Some(tx) = tx {
+                    // Backpressure: a slow subscriber slows this stream; nothing is buffered without bound.
+                    if tx.send(event).await.is_err() {
+                        // Subscriber went away; drop its route.
+                    }
+                }
+            }
+            WorkerFrame::Hello(_) => {}
+        }
+    }
+    closed.cancel();
+    for (_, (_, tx)) in lock(&pending).drain() {
+        let _ = tx.send(Err(WorkerCallError::Disconnected));
+    }
+}
+
+/// Reads one `\n`-terminated line into `buf` without its newline, discarding the bytes of a line longer
+/// than the frame limit (the caller sees an oversized buffer and skips it). Returns 0 at EOF.
+async fn read_frame<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut total = 0usize;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(total);
+        }
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        if buf.len() <= MAX_FRAME_BYTES {
+            buf.extend_from_slice(chunk);
+        }
+        let consumed = done.unwrap_or(available.len());
+        total += consumed;
+        reader.consume(consumed);
+        if done.is_some() {
+            return Ok(total.max(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

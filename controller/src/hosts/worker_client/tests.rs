@@ -1,0 +1,194 @@
+//! The protocol client against a scripted in-memory worker on a duplex pipe.
+
+use std::time::Duration;
+
+use itervox_protocol::worker::*;
+use itervox_protocol::{IssueLogEntry, LogEventKind, LogLevel, PROTOCOL_VERSION};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use super::*;
+
+fn hello() -> ControllerHello {
+    ControllerHello {
+        protocol: PROTOCOL_VERSION,
+        controller_version: "test".into(),
+        workspace_root: "/tmp/ws".into(),
+    }
+}
+
+fn worker_hello(protocol: u32) -> WorkerFrame {
+    WorkerFrame::Hello(WorkerHello {
+        protocol,
+        worker_version: "0.1.0".into(),
+        hostname: "h".into(),
+        cpus: 2,
+        load1: 0.1,
+        mem_free_bytes: 1,
+        workspace_root: "/tmp/ws".into(),
+        sessions: vec![],
+    })
+}
+
+async fn send(w: &mut (impl tokio::io::AsyncWrite + Unpin), f: &WorkerFrame) {
+    let mut line = serde_json::to_vec(f).unwrap();
+    line.push(b'\n');
+    w.write_all(&line).await.unwrap();
+}
+
+fn log_event(seq: u64) -> WorkerFrame {
+    WorkerFrame::Event(SessionEvent::Log(LogEvent {
+        session_id: "s-1".into(),
+        seq,
+        entry: IssueLogEntry::new(LogLevel::Info, LogEventKind::Text, format!("line {seq}"), "t".into()),
+    }))
+}
+
+#[tokio::test]
+async fn handshake_calls_and_events() {
+    let (client_side, worker_side) = tokio::io::duplex(1 << 16);
+    let (cr, cw) = tokio::io::split(client_side);
+    let (wr, mut ww) = tokio::io::split(worker_side);
+
+    let worker = tokio::spawn(async move {
+        let mut lines = BufReader::new(wr).lines();
+        let first = lines.next_line().await.unwrap().unwrap();
+        assert!(matches!(
+            serde_json::from_str::<ControllerFrame>(&first).unwrap(),
+            ControllerFrame::Hello(_)
+        ));
+        // Noise before hello is tolerated.
+        ww.write_all(b"Welcome to the build host\n").await.unwrap();
+        send(&mut ww, &worker_hello(PROTOCOL_VERSION)).await;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let ControllerFrame::Request(req) = serde_json::from_str(&line).unwrap() else {
+                panic!()
+            };
+            match req.body {
+                RequestBody::Ping => {
+                    send(
+                        &mut ww,
+                        &WorkerFrame::ok(
+                            req.id,
+                            &Pong {
+                                load1: 0.5,
+                                cpus: 2,
+                                running: 0,
+                            },
+                        ),
+                    )
+                    .await;
+                }
+                RequestBody::Attach(a) => {
+                    send(&mut ww, &WorkerFrame::ok(req.id, &Attached { last_seq: 3 })).await;
+                    for seq in a.from_seq..=3 {
+                        send(&mut ww, &log_event(seq)).await;
+                    }
+                }
+                RequestBody::Cancel(_) => {
+                    send(
+                        &mut ww,
+                        &WorkerFrame::error(req.id, "unknown_session", "no session s-9"),
+                    )
+                    .await;
+                }
+                _ => {}
+            }
+        }
+    });
+
+    let client = WorkerClient::start(cr, cw, hello(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(client.hello().hostname, "h");
+    let pong: Pong = client.call(RequestBody::Ping, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(pong.cpus, 2);
+
+    let (tx, mut rx) = mpsc::channel(16);
+    client.subscribe("s-1", tx);
+    let attached: Attached = client
+        .call(
+            RequestBody::Attach(Attach {
+                session_id: "s-1".into(),
+                from_seq: 2,
+            }),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(attached.last_seq, 3);
+    assert_eq!(rx.recv().await.unwrap().seq(), 2);
+    assert_eq!(rx.recv().await.unwrap().seq(), 3);
+
+    let err = client
+        .call::<Cancelled>(
+            RequestBody::Cancel(Cancel {
+                session_id: "s-9".into(),
+                grace_ms: 1,
+            }),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, WorkerCallError::Refused { code, .. } if code == "unknown_session"),
+        "{err}"
+    );
+
+    // Dropping the worker ends the stream: the client closes and calls fail fast.
+    worker.abort();
+    let _ = worker.await;
+    client.closed().cancelled().await;
+    assert_eq!(
+        client
+            .call::<Pong>(RequestBody::Ping, Duration::from_secs(5))
+            .await
+            .unwrap_err(),
+        WorkerCallError::Disconnected
+    );
+}
+
+#[tokio::test]
+async fn protocol_mismatch_names_both_versions() {
+    let (client_side, worker_side) = tokio::io::duplex(1 << 16);
+    let (cr, cw) = tokio::io::split(client_side);
+    let (wr, mut ww) = tokio::io::split(worker_side);
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(wr).lines();
+        let _ = lines.next_line().await;
+        send(&mut ww, &worker_hello(PROTOCOL_VERSION + 1)).await;
+        let _ = lines.next_line().await;
+    });
+    let err = WorkerClient::start(cr, cw, hello(), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&(PROTOCOL_VERSION + 1).to_string()) && msg.contains(&PROTOCOL_VERSION.to_string()),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn pending_call_fails_when_stream_ends() {
+    let (client_side, worker_side) = tokio::io::duplex(1 << 16);
+    let (cr, cw) = tokio::io::split(client_side);
+    let (wr, mut ww) = tokio::io::split(worker_side);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(wr).lines();
+        let _ = lines.next_line().await;
+        send(&mut ww, &worker_hello(PROTOCOL_VERSION)).await;
+        // Read the request, then hang up without answering.
+        let _ = lines.next_line().await;
+        drop(ww);
+        drop(lines);
+        let _ = done_tx.send(());
+    });
+    let client = WorkerClient::start(cr, cw, hello(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let call = client.call::<Pong>(RequestBody::Ping, Duration::from_secs(30));
+    let (res, _) = tokio::join!(call, done_rx);
+    assert_eq!(res.unwrap_err(), WorkerCallError::Disconnected);
+}
