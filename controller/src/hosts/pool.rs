@@ -55,10 +55,10 @@ pub fn choose_host(
     cursor: &mut usize,
     prefer: Option<&str>,
 ) -> Option<usize> {
-    if let Some(name) = prefer {
-        if let Some(i) = hosts.iter().position(|h| h.name == name && h.accepts_work()) {
-            return Some(i);
-        }
+    if let Some(name) = prefer
+        && let Some(i) = hosts.iter().position(|h| h.name == name && h.accepts_work())
+    {
+        return Some(i);
     }
     if hosts.is_empty() {
         return None;
