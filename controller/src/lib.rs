@@ -5,4 +5,5 @@
 
 pub mod config;
 pub mod hosts;
+pub mod store;
 pub mod tracker;
