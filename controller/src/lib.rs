@@ -5,5 +5,7 @@
 
 pub mod config;
 pub mod hosts;
+pub mod issue_logs;
+pub mod scheduler;
 pub mod store;
 pub mod tracker;

@@ -325,11 +325,21 @@ async fn attach_feed(shared: &Arc<Shared>, client: &WorkerClient, session: &str,
         session_id: session.to_string(),
         from_seq,
     });
-    if let Err(e) = client.call_raw(attach, shared.settings.call_timeout).await {
-        tracing::warn!(host = %shared.name, session, error = %e, "Attach failed");
-        // The next reconnect retries; a refused attach (unknown session) is reported to the follower as a
-        // closed channel when the feed is dropped by its owner.
-        return;
+    match client.call_raw(attach, shared.settings.call_timeout).await {
+        Ok(_) => {}
+        Err(WorkerCallError::Refused { code, message, .. }) => {
+            // The host does not know the session (its folder was removed): end the feed, so the follower
+            // sees a closed channel instead of waiting forever.
+            tracing::warn!(host = %shared.name, session, %code, %message, "Attach refused; ending the feed");
+            lock(&shared.feeds).remove(session);
+            client.unsubscribe(session);
+            return;
+        }
+        Err(e) => {
+            // The stream went away; the next connection re-attaches.
+            tracing::warn!(host = %shared.name, session, error = %e, "Attach failed");
+            return;
+        }
     }
     let closed = client.closed();
     let session = session.to_string();

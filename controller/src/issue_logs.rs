@@ -1,0 +1,87 @@
+//! The per-issue log pipeline: every log entry gets a controller-wide id (the `/log-stream` event id),
+//! goes to the store through the batching writer, and is broadcast to live followers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use itervox_protocol::IssueLogEntry;
+use tokio::sync::broadcast;
+
+use crate::store::{LogWriter, StoreHandle, StoredLog};
+
+/// One published entry. `json` is the entry serialized once for every SSE client.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    pub id: u64,
+    pub identifier: String,
+    pub entry: IssueLogEntry,
+    pub json: String,
+}
+
+/// Publishes log entries. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LogHub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    next_id: AtomicU64,
+    tx: broadcast::Sender<Arc<LogRecord>>,
+    writer: LogWriter,
+    store: StoreHandle,
+}
+
+/// How many entries a live follower may fall behind before it is resynchronised from the store.
+const BROADCAST_CAPACITY: usize = 8192;
+
+impl LogHub {
+    pub fn new(store: StoreHandle) -> LogHub {
+        let start = store.with(|s| s.max_log_id()).unwrap_or(0) + 1;
+        let writer = LogWriter::spawn(store.clone());
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        LogHub {
+            inner: Arc::new(Inner {
+                next_id: AtomicU64::new(start),
+                tx,
+                writer,
+                store,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &StoreHandle {
+        &self.inner.store
+    }
+
+    /// Stores and broadcasts an entry for `identifier`; returns its id.
+    pub async fn publish(&self, identifier: &str, entry: IssueLogEntry) -> u64 {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let json = serde_json::to_string(&entry).unwrap_or_default();
+        self.inner
+            .writer
+            .write(StoredLog {
+                id,
+                identifier: identifier.to_string(),
+                entry: entry.clone(),
+            })
+            .await;
+        let _ = self.inner.tx.send(Arc::new(LogRecord {
+            id,
+            identifier: identifier.to_string(),
+            entry,
+            json,
+        }));
+        id
+    }
+
+    /// Live entries of every issue, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRecord>> {
+        self.inner.tx.subscribe()
+    }
+
+    /// Waits until every published entry is in the store.
+    pub async fn flush(&self) {
+        self.inner.writer.flush().await;
+    }
+}
