@@ -105,7 +105,8 @@ impl SchedulerHandle {
         let (tx, rx) = mpsc::channel(1024);
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(SnapshotFrame::default()));
         let (tracker_tx, tracker_rx) = watch::channel(options.tracker.clone());
-        let actor = actor::Actor::new(options, tx.clone(), snapshot_tx, tracker_tx, cancel, tasks.clone());
+        let mut actor = actor::Actor::new(options, tx.clone(), snapshot_tx, tracker_tx, cancel, tasks.clone());
+        actor.start();
         tasks.spawn(actor.run(rx));
         SchedulerHandle {
             tx,

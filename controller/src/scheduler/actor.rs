@@ -262,11 +262,16 @@ impl Actor {
         }
     }
 
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut link_rx = self.link_rx.take().expect("link receiver");
+    /// Connects the hosts, re-attaches to sessions that were running, and publishes the first snapshot,
+    /// so the API answers with real state as soon as the handle exists.
+    pub(super) fn start(&mut self) {
         self.setup_hosts();
         self.reattach_runs();
         self.publish(true);
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut link_rx = self.link_rx.take().expect("link receiver");
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -1853,7 +1858,12 @@ impl Actor {
                     self.start_poll(true);
                     reply(tx, Ok(()));
                 } else {
-                    reply(tx, Err(Refusal::NotFound(id)));
+                    reply(
+                        tx,
+                        Err(Refusal::NotFound(format!(
+                            "issue {id} (neither running, paused nor waiting)"
+                        ))),
+                    );
                 }
             }
             Command::Reanalyze(id, tx) => {

@@ -15,7 +15,7 @@ use super::settings::SettingsChange;
 /// Why the scheduler refused an operator command; the API maps each to a status and error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("issue {0} is not known to the orchestrator")]
+    #[error("{0} was not found")]
     NotFound(String),
     #[error("issue {0} is not running")]
     NotRunning(String),

@@ -228,7 +228,7 @@ pub(super) fn apply(actor: &mut Actor, change: SettingsChange) -> Result<serde_j
             let name = crate::hosts::parse_host(&host).unwrap_or(host.clone());
             let listed = config.agent.ssh_hosts.iter().any(|h| h == &name);
             if !listed {
-                return Err(Refusal::NotFound(format!("host {name}")));
+                return Err(Refusal::NotFound(format!("host {name} in the pool")));
             }
             let hosts: Vec<String> = config.agent.ssh_hosts.iter().filter(|h| *h != &name).cloned().collect();
             let mut edits = vec![KeyEdit::Set(key(&["agent", "ssh_hosts"]), yaml(&hosts))];

@@ -1,0 +1,222 @@
+//! The router called in-process (no socket) around a real scheduler with an in-memory tracker: auth,
+//! the error envelope, 404/405, body validation, and the read routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body as AxumBody;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::*;
+use crate::config::{Config, Workflow};
+use crate::scheduler::{SchedulerHandle, SchedulerOptions};
+use crate::store::{Store, StoreHandle};
+use crate::tracker::memory::MemoryTracker;
+use crate::tracker::{Issue, SharedTracker};
+
+struct Fixture {
+    app: axum::Router,
+    _dir: tempfile::TempDir,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn fixture(token: Option<&str>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.tracker.kind = crate::config::TrackerKind::Memory;
+    config.polling.interval_ms = 3_600_000;
+    let workflow = Workflow {
+        path: dir.path().join("WORKFLOW.md"),
+        config,
+        prompt_template: "Work on {{ issue.identifier }}".into(),
+        content_hash: 0,
+    };
+    let tracker: SharedTracker = Arc::new(MemoryTracker::new(vec![Issue {
+        id: "T-1".into(),
+        identifier: "T-1".into(),
+        title: "First".into(),
+        state: "Backlog".into(),
+        ..Issue::default()
+    }]));
+    let store = StoreHandle::new(Store::open_in_memory().unwrap());
+    let hub = crate::issue_logs::LogHub::new(store.clone());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let scheduler = SchedulerHandle::spawn(
+        SchedulerOptions {
+            workflow,
+            tracker,
+            store: store.clone(),
+            hub: hub.clone(),
+            dry_run: true,
+            demo_mode: false,
+            worker_binary: Some(dir.path().join("no-such-worker")),
+            cancel_grace: Duration::from_secs(1),
+        },
+        cancel.clone(),
+        tokio_util::task::TaskTracker::new(),
+    );
+    let app = router(ApiState {
+        scheduler,
+        hub,
+        store,
+        token: token.map(Arc::from),
+        daemon_log: None,
+        metrics: Arc::new(crate::metrics::Metrics::default()),
+        keep_alive: Duration::from_secs(25),
+        shutdown: cancel.clone(),
+    });
+    Fixture { app, _dir: dir, cancel }
+}
+
+async fn call(
+    f: &Fixture,
+    method: &str,
+    uri: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let resp = f
+        .app
+        .clone()
+        .oneshot(req.body(AxumBody::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, json, headers)
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn token_is_required_except_for_health() {
+    let f = fixture(Some("s3cret"));
+    assert_eq!(call(&f, "GET", "/api/v1/health", "", None).await.0, StatusCode::OK);
+    let (st, body, _) = call(&f, "GET", "/api/v1/state", "", None).await;
+    assert_eq!((st, code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    assert_eq!(
+        call(&f, "GET", "/api/v1/state", "", Some("wrong")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&f, "GET", "/api/v1/state", "", Some("s3cret")).await.0,
+        StatusCode::OK
+    );
+    // ?token= only on SSE routes.
+    assert_eq!(
+        call(&f, "GET", "/api/v1/state?token=s3cret", "", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_use_the_envelope() {
+    let f = fixture(None);
+    let (st, body, _) = call(&f, "GET", "/api/v1/nope", "", None).await;
+    assert_eq!((st, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (st, body, headers) = call(&f, "GET", "/api/v1/refresh", "", None).await;
+    assert_eq!(
+        (st, code(&body)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+    assert!(headers.get(header::ALLOW).unwrap().to_str().unwrap().contains("POST"));
+}
+
+#[tokio::test]
+async fn bodies_are_validated() {
+    let f = fixture(None);
+    let (st, body, _) = call(&f, "POST", "/api/v1/issues/T-1/provide-input", "{oops", None).await;
+    assert_eq!((st, code(&body)), (StatusCode::BAD_REQUEST, "invalid_json"));
+    let (st, body, _) = call(&f, "POST", "/api/v1/issues/T-1/provide-input", "{}", None).await;
+    assert_eq!(
+        (st, code(&body), body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request", Some("message"))
+    );
+    let (st, body, _) = call(
+        &f,
+        "POST",
+        "/api/v1/issues/T-1/provide-input",
+        r#"{"message":"hi"}"#,
+        None,
+    )
+    .await;
+    assert_eq!((st, code(&body)), (StatusCode::CONFLICT, "not_input_required"));
+    let big = format!(r#"{{"message":"{}"}}"#, "x".repeat(2 << 20));
+    let (st, body, _) = call(&f, "POST", "/api/v1/issues/T-1/provide-input", &big, None).await;
+    assert_eq!((st, code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+    let (st, body, _) = call(&f, "POST", "/api/v1/issues/T-1/backend", r#"{"backend":"gpt"}"#, None).await;
+    assert_eq!((st, code(&body)), (StatusCode::BAD_REQUEST, "bad_request"));
+    let (st, body, _) = call(&f, "POST", "/api/v1/settings/agent-mode", r#"{"mode":"swarm"}"#, None).await;
+    assert_eq!(
+        (st, code(&body), body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request", Some("mode"))
+    );
+    let (st, _, _) = call(&f, "POST", "/api/v1/issues/..%2Fetc/cancel", "", None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn issue_actions_answer_as_documented() {
+    let f = fixture(None);
+    let (st, body, _) = call(&f, "POST", "/api/v1/issues/T-1/cancel", "", None).await;
+    assert_eq!((st, code(&body)), (StatusCode::NOT_FOUND, "not_running"));
+    let (st, body, _) = call(&f, "DELETE", "/api/v1/issues/T-1", "", None).await;
+    assert_eq!((st, code(&body)), (StatusCode::NOT_FOUND, "not_running"));
+    let (st, body, _) = call(&f, "POST", "/api/v1/issues/T-1/resume", "", None).await;
+    assert_eq!((st, code(&body)), (StatusCode::NOT_FOUND, "not_paused"));
+    let (st, body, _) = call(&f, "POST", "/api/v1/refresh", "", None).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    assert_eq!(body["queued"], true);
+    let (st, body, _) = call(&f, "GET", "/api/v1/issues/T-1", "", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body["identifier"], "T-1");
+    assert_eq!(body["orchestratorState"], "idle");
+    let (st, body, _) = call(&f, "GET", "/api/v1/issues/T-404", "", None).await;
+    assert_eq!((st, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (st, body, _) = call(&f, "POST", "/api/v1/issues/T-1/profile", r#"{"profile":"nope"}"#, None).await;
+    assert_eq!((st, code(&body)), (StatusCode::BAD_REQUEST, "bad_request"));
+    let (st, body, _) = call(&f, "POST", "/api/v1/issues/T-1/backend", r#"{"backend":"codex"}"#, None).await;
+    assert_eq!((st, body["backend"].as_str()), (StatusCode::OK, Some("codex")));
+}
+
+#[tokio::test]
+async fn state_and_probes() {
+    let f = fixture(None);
+    let (st, body, _) = call(&f, "GET", "/api/v1/state", "", None).await;
+    assert_eq!(st, StatusCode::OK);
+    for key in [
+        "generatedAt",
+        "counts",
+        "running",
+        "retrying",
+        "paused",
+        "maxConcurrentAgents",
+        "rateLimits",
+    ] {
+        assert!(body.get(key).is_some(), "snapshot lacks {key}: {body}");
+    }
+    let (st, body, _) = call(&f, "GET", "/api/v1/ssh-hosts", "", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body[0]["host"], "local");
+    let (st, body, _) = call(&f, "GET", "/api/v1/projects", "", None).await;
+    assert_eq!((st, code(&body)), (StatusCode::NOT_IMPLEMENTED, "not_supported"));
+    let (_, body, _) = call(&f, "GET", "/api/v1/settings/models", "", None).await;
+    assert!(body["claude"].is_array() && body["codex"].is_array());
+}
