@@ -1,4 +1,6 @@
-//! Reusable fixtures for the end-to-end tests: where the built binaries are, throwaway git
-//! repositories, real `sshd` build hosts, fake tracker and model APIs, and a running controller.
+//! Reusable fixtures for the end-to-end tests: where the built binaries are, a real controller process
+//! and an API client, an SSE reader, real `sshd` build hosts, fake tracker and model APIs.
 
 pub mod binaries;
+pub mod controller;
+pub mod sse;
