@@ -77,13 +77,10 @@ impl ControllerProcess {
                 }
             }
         });
-        let base = match tokio::time::timeout(Duration::from_secs(30), url_rx).await {
-            Ok(Ok(b)) => b,
-            _ => {
-                let _ = child.start_kill();
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                bail!("itervox did not start; its output:\n{text}");
-            }
+        let Ok(Ok(base)) = tokio::time::timeout(Duration::from_secs(30), url_rx).await else {
+            let _ = child.start_kill();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            bail!("itervox did not start; its output:\n{text}");
         };
         let proc = ControllerProcess {
             child,
