@@ -45,15 +45,15 @@ impl RateGate {
         {
             return Err(TrackerError::RateLimited { reset_at: Some(until) });
         }
-        if call == Call::Poll && self.reserve_percent > 0 {
-            if let Some(b) = &self.budget
-                && let (Some(limit), Some(remaining)) = (b.limit, b.remaining)
-                && limit > 0
-                && b.reset_at.is_none_or(|reset| reset > now)
-                && remaining.saturating_mul(100) < limit.saturating_mul(u64::from(self.reserve_percent))
-            {
-                return Err(TrackerError::RateLimited { reset_at: b.reset_at });
-            }
+        if call == Call::Poll
+            && self.reserve_percent > 0
+            && let Some(b) = &self.budget
+            && let (Some(limit), Some(remaining)) = (b.limit, b.remaining)
+            && limit > 0
+            && b.reset_at.is_none_or(|reset| reset > now)
+            && remaining.saturating_mul(100) < limit.saturating_mul(u64::from(self.reserve_percent))
+        {
+            return Err(TrackerError::RateLimited { reset_at: b.reset_at });
         }
         Ok(())
     }
