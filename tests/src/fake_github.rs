@@ -381,7 +381,15 @@ impl Outcome {
     }
 }
 
+/// Runs each request in its own task, so a client that gives up (timeout) does not cancel it: like a
+/// real server, the fake still applies a write whose response nobody reads.
 async fn handle(State(state): State<Arc<Mutex<Inner>>>, request: Request) -> Response {
+    tokio::spawn(process(state, request))
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn process(state: Arc<Mutex<Inner>>, request: Request) -> Response {
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
     let method = request.method().clone();
     let uri = request.uri().clone();

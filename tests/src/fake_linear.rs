@@ -429,7 +429,15 @@ fn respond(inner: &Inner, status: StatusCode, body: Value) -> Response {
     (status, headers, axum::Json(body)).into_response()
 }
 
+/// Runs each request in its own task, so a client that gives up (timeout) does not cancel it: like a
+/// real server, the fake still applies a write whose response nobody reads.
 async fn handle(State(state): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: String) -> Response {
+    tokio::spawn(process(state, headers, body))
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn process(state: Arc<Mutex<Inner>>, headers: HeaderMap, body: String) -> Response {
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let operation = request

@@ -24,3 +24,28 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[test]
+fn from_config_builds_every_adapter() {
+    use itervox::config::{Config, TrackerConfig, TrackerKind};
+    let dir = tempfile::tempdir().unwrap();
+    let build = |kind, slug: &str| {
+        let config = Config {
+            tracker: TrackerConfig {
+                kind,
+                api_key: Some("key".into()),
+                project_slug: slug.into(),
+                endpoint: Some("http://127.0.0.1:9".into()),
+                issues_dir: dir.path().join("issues"),
+                ..TrackerConfig::default()
+            },
+            ..Config::default()
+        };
+        itervox::tracker::from_config(&config).map(|t| t.kind())
+    };
+    assert_eq!(build(TrackerKind::Local, "").unwrap(), "local");
+    assert_eq!(build(TrackerKind::Memory, "").unwrap(), "memory");
+    assert_eq!(build(TrackerKind::Linear, "").unwrap(), "linear");
+    assert_eq!(build(TrackerKind::Github, "octo/widgets").unwrap(), "github");
+    assert!(build(TrackerKind::Github, "not-a-slug").is_err());
+}
