@@ -3,6 +3,8 @@
 //!
 //! Adapters: `local` (Markdown files with YAML front matter), `memory` (in-process, tests), `linear`
 //! (GraphQL) and `github` (REST). `outbox` wraps any adapter's writes in a durable retry queue.
+//! `http` and `rate_gate` are the plumbing the two remote adapters share (client construction, the
+//! request budget and the "no requests before the reset" rule).
 
 use std::sync::Arc;
 
@@ -11,8 +13,13 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{Config, TrackerKind};
 
+pub mod github;
+mod http;
+pub mod linear;
 pub mod local;
 pub mod memory;
+pub mod outbox;
+mod rate_gate;
 
 /// An issue as the controller sees it, whatever tracker it came from.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -152,17 +159,28 @@ pub trait Tracker: Send + Sync + std::fmt::Debug {
     fn rate_budget(&self) -> Option<RateBudget> {
         None
     }
+
+    /// Whether the issue already carries a comment whose body contains `marker` (the outbox's hidden
+    /// idempotency marker). The outbox asks before re-posting a comment whose first attempt ended with
+    /// an unknown outcome (timeout, 5xx). The default reads the issue with its comments; adapters
+    /// override it with a cheaper request.
+    async fn has_comment_with_marker(&self, identifier: &str, marker: &str) -> Result<bool, TrackerError> {
+        let issue = self.fetch_issue(identifier).await?;
+        Ok(issue.is_some_and(|i| i.comments.iter().any(|c| c.body.contains(marker))))
+    }
 }
 
 /// A shared tracker handle.
 pub type SharedTracker = Arc<dyn Tracker>;
 
-/// Builds the adapter the configuration names.
+/// Builds the adapter the configuration names. Linear and GitHub keep
+/// `polling.rate_limit_reserve_percent` of their request budget for writes.
 pub fn from_config(config: &Config) -> Result<SharedTracker, TrackerError> {
+    let reserve = config.polling.rate_limit_reserve_percent;
     Ok(match config.tracker.kind {
         TrackerKind::Local => Arc::new(local::LocalTracker::open(&config.tracker)?),
         TrackerKind::Memory => Arc::new(memory::MemoryTracker::new(Vec::new())),
-        TrackerKind::Linear => return Err(TrackerError::NotSupported("the linear tracker")),
-        TrackerKind::Github => return Err(TrackerError::NotSupported("the github tracker")),
+        TrackerKind::Linear => Arc::new(linear::LinearTracker::new(&config.tracker, reserve)?),
+        TrackerKind::Github => Arc::new(github::GithubTracker::new(&config.tracker, reserve)?),
     })
 }

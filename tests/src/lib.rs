@@ -3,4 +3,6 @@
 
 pub mod binaries;
 pub mod controller;
+pub mod fake_github;
+pub mod fake_linear;
 pub mod sse;
