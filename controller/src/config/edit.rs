@@ -22,7 +22,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use yaml_serde::{Mapping, Value};
 
-use super::load::{ConfigError, absolute, parse_workflow};
+use super::load::{BodyCheck, ConfigError, absolute, parse_workflow, parse_workflow_checking};
 use super::{Workflow, content_hash, front_matter};
 
 mod emit;
@@ -201,7 +201,8 @@ pub fn apply_edits_with(
             });
         }
     }
-    let workflow = parse_workflow(&target, &new_text, env).map_err(|error| EditError::Invalid { error })?;
+    let workflow = parse_workflow_checking(&target, &new_text, env, BodyCheck::KnownGood)
+        .map_err(|error| EditError::Invalid { error })?;
     let new_hash = content_hash(new_text.as_bytes());
     before_commit(previous_hash, new_hash);
     write_atomically(&target, new_text.as_bytes())?;

@@ -189,6 +189,24 @@ pub fn load_workflow(path: &Path) -> Result<Workflow, ConfigError> {
 /// Parses workflow text as if read from `path` (relative paths in the file resolve against its folder);
 /// `env` resolves `$VAR` scalars and `HOME` for `~`.
 pub fn parse_workflow(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Workflow, ConfigError> {
+    parse_workflow_checking(path, text, env, BodyCheck::Parse)
+}
+
+/// Whether [`parse_workflow_checking`] parses the prompt body as a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyCheck {
+    Parse,
+    /// The body is byte-identical to one that already passed (the editor's second parse); parsing a
+    /// long template is the slowest part of a load.
+    KnownGood,
+}
+
+pub(crate) fn parse_workflow_checking(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    body_check: BodyCheck,
+) -> Result<Workflow, ConfigError> {
     let path = absolute(path);
     let fm = front_matter::split(text).map_err(|e| match e {
         SplitError::Missing => ConfigError::NoFrontMatter { path: path.clone() },
@@ -208,7 +226,7 @@ pub fn parse_workflow(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<Stri
     let config = reader.config(&root)?;
 
     let body = &text[fm.body_start..];
-    if !body.trim().is_empty() {
+    if body_check == BodyCheck::Parse && !body.trim().is_empty() {
         PromptTemplate::parse(body).map_err(|e| {
             let (line, column) = e.position();
             ConfigError::Template {

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -61,12 +62,18 @@ impl OwnWrites {
 pub struct WatchHandle {
     path: PathBuf,
     own_writes: Arc<Mutex<OwnWrites>>,
+    last_seen: Arc<AtomicU64>,
 }
 
 impl WatchHandle {
     /// The watched file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Hash of the content the watcher last loaded, reported or skipped as the controller's own.
+    pub fn last_seen(&self) -> u64 {
+        self.last_seen.load(Ordering::Acquire)
     }
 
     /// The file now has content hash `hash` because the controller wrote it: do not report it.
@@ -107,12 +114,14 @@ pub fn spawn_watcher(
     let handle = WatchHandle {
         path: workflow.path.clone(),
         own_writes: Arc::default(),
+        last_seen: Arc::new(AtomicU64::new(workflow.content_hash)),
     };
     let poller = Poller {
         path: workflow.path.clone(),
         last_seen: workflow.content_hash,
         pending_invalid: None,
         own_writes: handle.own_writes.clone(),
+        shared_last_seen: handle.last_seen.clone(),
     };
     tokio::spawn(poller.run(interval, cancel, tx));
     (handle, rx)
@@ -128,6 +137,8 @@ struct Poller {
     /// A broken content seen once, reported if it is still there at the next poll.
     pending_invalid: Option<u64>,
     own_writes: Arc<Mutex<OwnWrites>>,
+    /// `last_seen`, published for the handle.
+    shared_last_seen: Arc<AtomicU64>,
 }
 
 impl Poller {
@@ -141,7 +152,9 @@ impl Poller {
                 _ = ticker.tick() => {}
             }
             let read = tokio::fs::read(&self.path).await;
-            if let Some(event) = self.observe(read) {
+            let event = self.observe(read);
+            self.shared_last_seen.store(self.last_seen, Ordering::Release);
+            if let Some(event) = event {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     sent = tx.send(event) => if sent.is_err() { return },

@@ -79,7 +79,7 @@ pub(super) fn entry_lines(key: &str, v: &Value, indent: usize, step: usize) -> R
     })
 }
 
-fn seq_lines(items: &[Value], indent: usize, step: usize) -> Result<Vec<String>, EmitError> {
+pub(super) fn seq_lines(items: &[Value], indent: usize, step: usize) -> Result<Vec<String>, EmitError> {
     let pad = " ".repeat(indent);
     let mut out = Vec::new();
     for item in items {

@@ -8,7 +8,7 @@ use yaml_serde::{Mapping, Value};
 use super::Edit;
 use super::emit::{self, Rendered, Style};
 use crate::config::load::reader::{describe, dotted, scalar_text};
-use crate::config::outline::{Inline, NotAMap, Outline, Scope, Shape};
+use crate::config::outline::{Inline, LineKind, NotAMap, Outline, Scope, Shape};
 
 /// Why an edit cannot be applied to this text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +301,12 @@ fn plan_replace(outline: &Outline<'_>, line: usize, path: &[String], value: &Val
         }
         return Ok(Plan::Then(edits));
     }
+    if let (Shape::BlockSeq { item_indent }, Value::Sequence(items)) = (shape, value)
+        && !items.is_empty()
+        && let Some(plan) = plan_block_list(outline, line, path, item_indent, items)?
+    {
+        return Ok(plan);
+    }
 
     let old = &outline.text[entry.value.clone()];
     let style = match shape {
@@ -337,6 +343,67 @@ fn plan_replace(outline: &Outline<'_>, line: usize, path: &[String], value: &Val
         }
     }
     Ok(splice_lines(outline, line..outline.extent_end(line), lines))
+}
+
+/// A block list onto a list: items equal to old ones (in order) keep their lines, comments included;
+/// the others are removed or written new. `None` when the list's lines cannot be matched to its items.
+fn plan_block_list(
+    outline: &Outline<'_>,
+    line: usize,
+    path: &[String],
+    item_indent: usize,
+    items: &[Value],
+) -> Result<Option<Plan>, SpliceError> {
+    let lines = &outline.lines;
+    let end = outline.extent_end(line);
+    let starts: Vec<usize> = (line + 1..end)
+        .filter(|&i| lines[i].kind == LineKind::Content && lines[i].indent == item_indent && lines[i].dashes > 0)
+        .collect();
+    let Value::Sequence(old_items) = node_value(outline.text, path)? else {
+        return Ok(None);
+    };
+    if old_items.len() != starts.len() || starts.is_empty() {
+        return Ok(None);
+    }
+    // Item k owns its leading comments and blank lines, its own line, and its nested lines.
+    let mut blocks = Vec::with_capacity(starts.len());
+    let mut block_start = line + 1;
+    for (k, &start) in starts.iter().enumerate() {
+        let limit = starts.get(k + 1).copied().unwrap_or(end);
+        let own_end = (start..limit)
+            .rev()
+            .find(|&i| matches!(lines[i].kind, LineKind::Content | LineKind::Continuation))
+            .map_or(start + 1, |i| i + 1);
+        blocks.push(block_start..own_end);
+        block_start = own_end;
+    }
+    let nl = outline.newline();
+    let step = outline.indent_step();
+    let mut text = String::new();
+    let mut next_old = 0;
+    for item in items {
+        match (next_old..old_items.len()).find(|&k| old_items[k] == *item) {
+            Some(k) => {
+                let block = &blocks[k];
+                text.push_str(&outline.text[lines[block.start].start..lines[block.end - 1].next]);
+                if !text.ends_with('\n') {
+                    text.push_str(nl);
+                }
+                next_old = k + 1;
+            }
+            None => {
+                let new_lines =
+                    emit::seq_lines(std::slice::from_ref(item), item_indent, step).map_err(|e| refuse(path, e.0))?;
+                text.push_str(&new_lines.join(nl));
+                text.push_str(nl);
+            }
+        }
+    }
+    let region = lines[line + 1].start..lines[end - 1].next;
+    if lines[end - 1].next == lines[end - 1].end && text.ends_with(nl) {
+        text.truncate(text.len() - nl.len());
+    }
+    Ok(Some(Plan::Splice { range: region, text }))
 }
 
 fn is_empty_flow(text: &str) -> bool {
