@@ -3,6 +3,9 @@
 //!
 //! Loading, validation and `$VAR`/`~` expansion live in `config/load.rs`; the strict Liquid prompt in
 //! `config/template.rs`; hot reload in `config/watch.rs`; comment-preserving writes in `config/edit.rs`.
+//! `config/front_matter.rs` splits the file into YAML and body; `config/outline.rs` is the line model
+//! of block YAML that the loader (to point at a key's line) and the editor (to change only a key's
+//! lines) share.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -22,6 +22,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use yaml_serde::{Mapping, Value};
 
+use super::load::reader::{dotted, scalar_text};
 use super::load::{BodyCheck, ConfigError, absolute, parse_workflow, parse_workflow_checking};
 use super::{Workflow, content_hash, front_matter};
 
@@ -231,11 +232,11 @@ fn first_difference(a: &Value, b: &Value, path: &mut Vec<String>) -> Option<Stri
     match (a, b) {
         (Value::Mapping(x), Value::Mapping(y)) => {
             for (k, va) in x {
-                let key = super::load::reader::scalar_text(k).unwrap_or_else(|| format!("{k:?}"));
+                let key = scalar_text(k).unwrap_or_else(|| format!("{k:?}"));
                 path.push(key);
                 let found = match y.get(k) {
                     Some(vb) => first_difference(va, vb, path),
-                    None => Some(super::load::reader::dotted(path)),
+                    None => Some(dotted(path)),
                 };
                 path.pop();
                 if found.is_some() {
@@ -244,13 +245,13 @@ fn first_difference(a: &Value, b: &Value, path: &mut Vec<String>) -> Option<Stri
             }
             y.iter().find(|(k, _)| !x.contains_key(*k)).map(|(k, _)| {
                 let mut p = path.clone();
-                p.push(super::load::reader::scalar_text(k).unwrap_or_else(|| format!("{k:?}")));
-                super::load::reader::dotted(&p)
+                p.push(scalar_text(k).unwrap_or_else(|| format!("{k:?}")));
+                dotted(&p)
             })
         }
         _ if a == b => None,
         _ if path.is_empty() => Some("(the whole front matter)".into()),
-        _ => Some(super::load::reader::dotted(path)),
+        _ => Some(dotted(path)),
     }
 }
 

@@ -494,6 +494,26 @@ fn setting_what_is_already_there_writes_nothing() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), fixture());
 }
 
+#[test]
+fn the_verifier_names_the_first_key_that_differs() {
+    let a: Value = yaml_serde::from_str("agent: {max_turns: 3, hosts: [a]}\ntracker: {kind: local}").unwrap();
+    let b: Value = yaml_serde::from_str("agent: {max_turns: 3, hosts: [b]}\ntracker: {kind: local}").unwrap();
+    let c: Value = yaml_serde::from_str("agent: {max_turns: 3, hosts: [a]}\ntracker: {kind: local, extra: 1}").unwrap();
+    assert_eq!(first_difference(&a, &a, &mut Vec::new()), None);
+    assert_eq!(
+        first_difference(&a, &b, &mut Vec::new()).as_deref(),
+        Some("agent.hosts")
+    );
+    assert_eq!(
+        first_difference(&a, &c, &mut Vec::new()).as_deref(),
+        Some("tracker.extra")
+    );
+    assert_eq!(
+        first_difference(&c, &a, &mut Vec::new()).as_deref(),
+        Some("tracker.extra")
+    );
+}
+
 fn assert_refused(edits: &[Edit], check_error: impl Fn(&EditError) -> bool) {
     let (_dir, path) = setup(&fixture());
     let e = apply_edits(&path, edits).unwrap_err();

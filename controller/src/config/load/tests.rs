@@ -453,6 +453,25 @@ fn error_messages_name_file_line_column_and_key() {
 }
 
 #[test]
+fn a_profile_prompt_replaces_the_body() {
+    let text = "---\nagent:\n  profiles:\n    r:\n      command: claude\n      prompt: \"Review {{ issue.identifier }}\"\n    plain:\n      command: codex\n---\nBody {{ issue.identifier }}\n";
+    let wf = parse(text).unwrap();
+    let issue = crate::tracker::Issue {
+        identifier: "ITX-7".into(),
+        ..Default::default()
+    };
+    let render = |profile: Option<&str>| wf.prompt_for(profile).unwrap().render(&issue, None).unwrap();
+    assert_eq!(render(Some("r")), "Review ITX-7");
+    assert_eq!(
+        render(Some("plain")),
+        "Body ITX-7\n",
+        "a profile without a prompt uses the body"
+    );
+    assert_eq!(render(Some("unknown")), "Body ITX-7\n");
+    assert_eq!(render(None), "Body ITX-7\n");
+}
+
+#[test]
 fn env_values_are_named_in_errors() {
     let text = "---\nagent:\n  max_turns: $TURNS\n---\n";
     let e = parse_with(text, &[("TURNS", "ten")]).unwrap_err();
