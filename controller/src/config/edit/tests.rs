@@ -447,6 +447,37 @@ fn missing_sections_and_keys_are_created() {
 }
 
 #[test]
+fn new_nested_values_quoted_keys_and_awkward_strings() {
+    let (_dir, path) = setup("---\nagent:\n  profiles:   # none yet\n  \"quoted key\": 1\n---\nB\n");
+    apply_edits(
+        &path,
+        &[
+            Edit::set(
+                &["agent", "profiles", "rev"],
+                map([("command", s("claude")), ("enabled", Value::Bool(false))]),
+            ),
+            Edit::set(&["agent", "quoted key"], 2),
+            Edit::set(
+                &["agent", "available_models", "claude"],
+                Value::Sequence(vec![map([("id", s("opus")), ("label", s("Opus 4"))])]),
+            ),
+            Edit::set(&["agent", "ssh_host_descriptions", "me@h:22"], "it's: \"odd\" # yes"),
+        ],
+    )
+    .unwrap();
+    assert_text_eq(
+        &std::fs::read_to_string(&path).unwrap(),
+        "---\nagent:\n  profiles:   # none yet\n    rev:\n      command: claude\n      enabled: false\n  \"quoted key\": 2\n  \
+         available_models:\n    claude:\n      - id: opus\n        label: Opus 4\n  ssh_host_descriptions:\n    \
+         \"me@h:22\": 'it''s: \"odd\" # yes'\n---\nB\n",
+    );
+    let wf = load_workflow(&path).unwrap();
+    assert!(!wf.config.agent.profiles["rev"].enabled);
+    assert_eq!(wf.config.agent.available_models["claude"][0].label, "Opus 4");
+    assert_eq!(wf.config.agent.ssh_host_descriptions["me@h:22"], "it's: \"odd\" # yes");
+}
+
+#[test]
 fn crlf_files_stay_crlf() {
     let text = "---\r\nagent:\r\n  max_turns: 3  # turns\r\n---\r\nBody\r\n";
     let (_dir, path) = setup(text);

@@ -559,17 +559,45 @@ fn the_repository_example_workflow_loads() {
     assert!(wf.config.tracker.issues_dir.is_absolute());
     assert!(!wf.prompt_template.trim().is_empty());
     let template = wf.prompt_for(None).unwrap();
-    let issue = crate::tracker::Issue {
+    let bare = crate::tracker::Issue {
         id: "ITX-1".into(),
         identifier: "ITX-1".into(),
         title: "Add a health check".into(),
         state: "Todo".into(),
         ..Default::default()
     };
-    let prompt = template.render(&issue, None).unwrap();
+    assert_eq!(
+        template.render(&bare, None).unwrap(),
+        "You are working on ITX-1: Add a health check\n\n## How to work\n\n\
+         - You are in a git worktree on branch the issue's branch.\n\
+         - Make the change the issue asks for, add or update tests, and run them.\n\
+         - Commit your work with messages that say why; do not push and do not merge.\n\
+         - End with a short summary of what you changed and anything left to do.\n"
+    );
+    let full = crate::tracker::Issue {
+        description: Some("GET /health should answer 200.".into()),
+        labels: vec!["api".into(), "small".into()],
+        branch_name: Some("itx-1-health".into()),
+        comments: vec![crate::tracker::Comment {
+            id: "c1".into(),
+            author: "ana".into(),
+            body: "Include the version.".into(),
+            created_at: None,
+        }],
+        ..bare
+    };
+    let prompt = template.render(&full, Some(2)).unwrap();
     assert!(
-        prompt.contains("ITX-1") && prompt.contains("Add a health check"),
+        prompt.starts_with(
+            "You are working on ITX-1: Add a health check\n\nThis is attempt 2. Earlier attempts did not finish"
+        ),
         "{prompt}"
     );
-    template.render(&issue, Some(2)).unwrap();
+    for part in [
+        "\n\n## The issue\n\nGET /health should answer 200.\n\nLabels: api, small\n\n",
+        "## Discussion so far\n\n- ana: Include the version.\n\n## How to work\n",
+        "on branch itx-1-health.\n",
+    ] {
+        assert!(prompt.contains(part), "{part:?} missing from:\n{prompt}");
+    }
 }
