@@ -22,7 +22,7 @@ pub mod watch;
 
 pub use edit::{Edit, EditError, EditOutcome, apply_edits};
 pub use load::{ConfigError, Location, load_workflow, parse_workflow};
-pub use template::{PromptExtras, PromptTemplate, TemplateError, assemble_prompt, default_prompt};
+pub use template::{HumanReply, PromptExtras, PromptTemplate, TemplateError, assemble_prompt, default_prompt};
 pub use watch::{WatchEvent, WatchHandle, spawn_watcher};
 
 /// The hash of a workflow file's bytes that the loader records, the editor returns and the watcher
