@@ -3,6 +3,9 @@
 //!
 //! Loading, validation and `$VAR`/`~` expansion live in `config/load.rs`; the strict Liquid prompt in
 //! `config/template.rs`; hot reload in `config/watch.rs`; comment-preserving writes in `config/edit.rs`.
+//! `config/front_matter.rs` splits the file into YAML and body; `config/outline.rs` is the line model
+//! of block YAML that the loader (to point at a key's line) and the editor (to change only a key's
+//! lines) share.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,11 +14,26 @@ use itervox_protocol::api::ModelOption;
 use itervox_protocol::worker::{Backend, PermissionMode};
 
 pub mod edit;
+pub mod front_matter;
 pub mod load;
+mod outline;
 pub mod template;
 pub mod watch;
 
-pub use load::{ConfigError, load_workflow, parse_workflow};
+pub use edit::{Edit, EditError, EditOutcome, apply_edits};
+pub use load::{ConfigError, Location, load_workflow, parse_workflow};
+pub use template::{HumanReply, PromptExtras, PromptTemplate, TemplateError, assemble_prompt, default_prompt};
+pub use watch::{WatchEvent, WatchHandle, spawn_watcher};
+
+/// The hash of a workflow file's bytes that the loader records, the editor returns and the watcher
+/// compares (the first 8 bytes of its SHA-256, so it is stable across builds).
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
 
 /// A loaded WORKFLOW.md: where it is, its typed configuration and its prompt template.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +51,18 @@ impl Workflow {
     /// The folder holding WORKFLOW.md; relative paths in the file are relative to it.
     pub fn dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The prompt template for a run: the profile's `prompt` when the run uses a profile that has one,
+    /// else the file's body, else the built-in default prompt. Loading already checked that these parse.
+    pub fn prompt_for(&self, profile: Option<&str>) -> Result<template::PromptTemplate, template::TemplateError> {
+        let profile_prompt = profile
+            .and_then(|name| self.config.agent.profiles.get(name))
+            .and_then(|p| p.prompt.as_deref());
+        match profile_prompt {
+            Some(prompt) => template::PromptTemplate::parse(prompt),
+            None => template::PromptTemplate::for_body(&self.prompt_template),
+        }
     }
 }
 

@@ -128,6 +128,13 @@ pub async fn start(
     };
     let tasks = TaskTracker::new();
     let scheduler_cancel = shutdown.child_token();
+    let watcher = options.watch_workflow.then(|| {
+        config::watch::spawn_watcher(
+            &options.workflow,
+            config::watch::POLL_INTERVAL,
+            scheduler_cancel.child_token(),
+        )
+    });
     let scheduler = SchedulerHandle::spawn(
         SchedulerOptions {
             workflow: options.workflow.clone(),
@@ -138,10 +145,25 @@ pub async fn start(
             demo_mode: options.demo_mode,
             worker_binary: options.worker_binary.clone(),
             cancel_grace: options.cancel_grace,
+            watch: watcher.as_ref().map(|(h, _)| h.clone()),
         },
         scheduler_cancel.clone(),
         tasks.clone(),
     );
+    if let Some((_, mut events)) = watcher {
+        let tx = scheduler.sender();
+        tasks.spawn(async move {
+            while let Some(event) = events.recv().await {
+                let cmd = match event {
+                    config::watch::WatchEvent::Reloaded(w) => scheduler::Command::ConfigReloaded(Box::new(w)),
+                    config::watch::WatchEvent::Invalid(e) => scheduler::Command::ConfigInvalid(e),
+                };
+                if tx.send(cmd).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     let state = api::ApiState {
         scheduler: scheduler.clone(),
         hub: hub.clone(),

@@ -71,6 +71,8 @@ pub struct SchedulerOptions {
     pub worker_binary: Option<PathBuf>,
     /// Grace given to an agent between SIGTERM and SIGKILL on cancel.
     pub cancel_grace: Duration,
+    /// The WORKFLOW.md watcher, so settings writes are not mistaken for operator edits.
+    pub watch: Option<crate::config::watch::WatchHandle>,
 }
 
 /// The way into the scheduler. Cheap to clone.

@@ -60,6 +60,7 @@ fn fixture(token: Option<&str>) -> Fixture {
             demo_mode: false,
             worker_binary: Some(dir.path().join("no-such-worker")),
             cancel_grace: Duration::from_secs(1),
+            watch: None,
         },
         cancel.clone(),
         tokio_util::task::TaskTracker::new(),

@@ -98,6 +98,7 @@ pub(super) struct Actor {
     demo_mode: bool,
     worker_binary: Option<PathBuf>,
     cancel_grace: Duration,
+    watch: Option<crate::config::watch::WatchHandle>,
 
     link_tx: mpsc::UnboundedSender<(String, LinkEvent)>,
     link_rx: Option<mpsc::UnboundedReceiver<(String, LinkEvent)>>,
@@ -229,6 +230,7 @@ impl Actor {
             demo_mode: options.demo_mode,
             worker_binary: options.worker_binary,
             cancel_grace: options.cancel_grace,
+            watch: options.watch,
             link_tx,
             link_rx: Some(link_rx),
             issues: BTreeMap::new(),
@@ -1095,7 +1097,14 @@ impl Actor {
                 return;
             };
             let host = views[i].name.clone();
-            let base = match prompt::render_prompt(&self.workflow, &choice, &issue, input.attempt) {
+            let prompt = match prompt::render_with_reply(
+                &self.workflow,
+                &choice,
+                &issue,
+                input.attempt,
+                &input.context,
+                &reply_text,
+            ) {
                 Ok(p) => p,
                 Err(e) => {
                     self.note(id, LogLevel::Error, format!("The prompt could not be rendered: {e}"));
@@ -1104,7 +1113,6 @@ impl Actor {
             };
             self.inputs.remove(id);
             let _ = self.store.with(|s| s.remove_input(id));
-            let prompt = prompt::fresh_with_reply(&base, &input.context, &reply_text);
             self.dispatch_with_mode(
                 issue,
                 &host,
@@ -2133,9 +2141,18 @@ impl Actor {
 
     fn on_reload(&mut self, workflow: Workflow) {
         tracing::info!(path = %workflow.path.display(), "WORKFLOW.md changed; applying the new configuration");
+        self.adopt(workflow);
+    }
+
+    /// Makes `workflow` the configuration in force: rebuilds the tracker when its settings changed (the
+    /// project filter alone is applied in place), syncs the host pool, and re-evaluates dispatch. Running
+    /// sessions are untouched.
+    pub(super) fn adopt(&mut self, workflow: Workflow) {
         self.config_invalid = None;
         let old = std::mem::replace(&mut self.workflow, workflow);
-        if old.config.tracker != self.config().tracker {
+        let mut old_tracker = old.config.tracker.clone();
+        old_tracker.project_filter = self.config().tracker.project_filter.clone();
+        if old_tracker != self.config().tracker {
             match crate::tracker::from_config(self.config()) {
                 Ok(t) if self.config().tracker.kind != crate::config::TrackerKind::Memory => {
                     self.tracker = t.clone();
@@ -2392,8 +2409,8 @@ impl Actor {
 
     // ----- accessors for settings.rs -----
 
-    pub(super) fn workflow_mut(&mut self) -> &mut Workflow {
-        &mut self.workflow
+    pub(super) fn watch_handle(&self) -> Option<crate::config::watch::WatchHandle> {
+        self.watch.clone()
     }
 
     pub(super) fn workflow(&self) -> &Workflow {
@@ -2402,20 +2419,6 @@ impl Actor {
 
     pub(super) fn has_host(&self, name: &str) -> bool {
         self.hosts.iter().any(|h| h.name == name && !h.removing)
-    }
-
-    pub(super) fn add_host_now(&mut self, name: &str, description: &str) {
-        // Replacing the implicit local host when the first remote host arrives.
-        if let Some(i) = self.hosts.iter().position(|h| h.name == LOCAL_HOST)
-            && self.runs.values().all(|r| r.record.host != LOCAL_HOST)
-        {
-            let h = self.hosts.remove(i);
-            h.link.shutdown();
-        } else if self.hosts.iter().any(|h| h.name == LOCAL_HOST) {
-            self.remove_host(LOCAL_HOST, true);
-        }
-        self.add_host(name, description);
-        self.dirty = true;
     }
 
     pub(super) fn remove_host_now(&mut self, name: &str, drain: bool) {
@@ -2427,10 +2430,6 @@ impl Actor {
 
     pub(super) fn tracker(&self) -> &SharedTracker {
         &self.tracker
-    }
-
-    pub(super) fn redispatch(&mut self) {
-        self.dispatch_pass();
     }
 }
 

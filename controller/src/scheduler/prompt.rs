@@ -3,7 +3,7 @@
 
 use itervox_protocol::worker::{Backend, PermissionMode};
 
-use crate::config::template::{PromptTemplate, default_prompt};
+use crate::config::template::{HumanReply, PromptExtras, PromptTemplate, assemble_prompt};
 use crate::config::{Config, Profile, Workflow, infer_backend};
 use crate::tracker::Issue;
 
@@ -57,26 +57,48 @@ pub fn choose_agent(config: &Config, profile: Option<&str>, backend_override: Op
     }
 }
 
-/// Renders the prompt of a run's first turn. A render failure is returned as a message (the issue goes
-/// to retry with it; it never runs with a half-rendered prompt).
+/// Renders the prompt of a run's first turn: the profile's prompt or the workflow body (strict Liquid),
+/// then the agent-mode appendix and the human-input appendix. A render failure is returned as a message
+/// (the issue goes to retry with it; it never runs with a half-rendered prompt).
 pub fn render_prompt(workflow: &Workflow, choice: &AgentChoice, issue: &Issue, attempt: u32) -> Result<String, String> {
-    let body = choice
-        .prompt_override
-        .as_deref()
-        .unwrap_or(workflow.prompt_template.as_str());
-    let body = if body.trim().is_empty() { default_prompt() } else { body };
-    let template = PromptTemplate::parse(body).map_err(|e| e.to_string())?;
-    let attempt = (attempt > 1).then_some(attempt);
-    let rendered = template.render(issue, attempt).map_err(|e| e.to_string())?;
-    Ok(format!("{rendered}{}", appendix(workflow)))
+    render_with(workflow, choice, issue, attempt, PromptExtras::default())
 }
 
-/// Text appended to every prompt: how to ask a human.
-fn appendix(workflow: &Workflow) -> String {
-    let _ = workflow;
-    "\n\n---\nIf you cannot continue without an answer from a human, ask your question and end your final \
-     message with this line on its own:\n<!-- itervox:needs-input -->\n"
-        .to_string()
+fn render_with(
+    workflow: &Workflow,
+    choice: &AgentChoice,
+    issue: &Issue,
+    attempt: u32,
+    extras: PromptExtras,
+) -> Result<String, String> {
+    let template = match &choice.prompt_override {
+        Some(p) => PromptTemplate::parse(p),
+        None => PromptTemplate::for_body(&workflow.prompt_template),
+    }
+    .map_err(|e| e.to_string())?;
+    let attempt = (attempt > 1).then_some(attempt);
+    let body = template.render(issue, attempt).map_err(|e| e.to_string())?;
+    Ok(assemble_prompt(&body, workflow.config.agent.agent_mode, &extras))
+}
+
+/// A fresh session's prompt for an issue whose question was answered but whose original session is gone
+/// (its host was removed): the question and the answer are part of the prompt.
+pub fn render_with_reply(
+    workflow: &Workflow,
+    choice: &AgentChoice,
+    issue: &Issue,
+    attempt: u32,
+    question: &str,
+    reply: &str,
+) -> Result<String, String> {
+    let extras = PromptExtras {
+        human_reply: Some(HumanReply {
+            question: Some(question.to_string()),
+            reply: reply.to_string(),
+        }),
+        sections: Vec::new(),
+    };
+    render_with(workflow, choice, issue, attempt, extras)
 }
 
 /// The prompt of a continuation turn.
@@ -91,10 +113,4 @@ pub fn continuation_prompt(issue: &Issue) -> String {
 /// The prompt that resumes a session after a human answered the agent's question.
 pub fn reply_prompt(reply: &str) -> String {
     format!("A human answered your question:\n\n{reply}\n\nContinue the task with this answer.")
-}
-
-/// The prompt that starts a fresh session for an issue whose question was answered but whose original
-/// session is gone (its host was removed).
-pub fn fresh_with_reply(rendered: &str, question: &str, reply: &str) -> String {
-    format!("{rendered}\n\nEarlier you asked:\n\n{question}\n\nA human answered:\n\n{reply}\n")
 }

@@ -7,7 +7,8 @@ use serde_json::json;
 
 use super::actor::Actor;
 use super::command::Refusal;
-use crate::config::{AgentMode, DispatchStrategy, Profile};
+use crate::config::edit::{Edit, EditError};
+use crate::config::{AgentMode, DispatchStrategy, Workflow};
 
 /// Largest `agent.max_concurrent_agents` the API accepts.
 pub const MAX_WORKERS: i64 = 200;
@@ -56,11 +57,12 @@ pub fn clamp_workers(current: u32, workers: Option<i64>, delta: Option<i64>) -> 
     target.clamp(1, MAX_WORKERS) as u32
 }
 
-/// One key-level change of WORKFLOW.md's front matter.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KeyEdit {
-    Set(Vec<String>, yaml_serde::Value),
-    Remove(Vec<String>),
+fn set(path: Vec<String>, value: yaml_serde::Value) -> Edit {
+    Edit::Set { path, value }
+}
+
+fn remove(path: Vec<String>) -> Edit {
+    Edit::Remove { path }
 }
 
 fn key(path: &[&str]) -> Vec<String> {
@@ -101,18 +103,39 @@ fn parse_permission(s: &str) -> Result<PermissionMode, Refusal> {
     }
 }
 
-/// Writes the edits into WORKFLOW.md; a refusal (a person's broken edit on disk) becomes a 409.
-fn persist(actor: &Actor, edits: &[KeyEdit]) -> Result<(), Refusal> {
+/// Writes the edits into WORKFLOW.md and returns the file as it now loads (a person's concurrent edit of
+/// other keys included). A person's broken edit on disk is a 409; an edit that would not load, a 400.
+fn persist(actor: &Actor, edits: &[Edit]) -> Result<Workflow, Refusal> {
     let path = actor.workflow().path.clone();
-    let result = tokio::task::block_in_place(|| crate::config::edit::persist(&path, edits));
-    result.map_err(|e| Refusal::Conflict(format!("WORKFLOW.md was not updated: {e}")))
+    let watch = actor.watch_handle();
+    let write = || match &watch {
+        Some(w) => w.apply_edits(edits),
+        None => crate::config::edit::apply_edits(&path, edits),
+    };
+    // The write takes a file lock and fsyncs: keep it off the async worker when the runtime allows it.
+    let result = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(write),
+        _ => write(),
+    };
+    match result {
+        Ok(outcome) => Ok(outcome.workflow),
+        Err(EditError::Conflict { error }) => Err(Refusal::Conflict(format!(
+            "WORKFLOW.md has an edit that does not load; fix it first ({error})"
+        ))),
+        Err(EditError::Invalid { error }) => Err(Refusal::BadRequest {
+            field: None,
+            message: format!("the change would make WORKFLOW.md invalid: {error}"),
+        }),
+        Err(e @ EditError::Unsupported { .. }) => Err(Refusal::Conflict(format!("WORKFLOW.md was not updated: {e}"))),
+        Err(e) => Err(Refusal::Internal(format!("writing WORKFLOW.md: {e}"))),
+    }
 }
 
-/// Validates a change, writes it into WORKFLOW.md, then applies it to the running configuration.
-/// Nothing changes when validation or the write fails.
+/// Validates a change, writes it into WORKFLOW.md, then adopts the file as it now loads. Nothing changes
+/// when validation or the write fails.
 pub(super) fn apply(actor: &mut Actor, change: SettingsChange) -> Result<serde_json::Value, Refusal> {
     let config = actor.workflow().config.clone();
-    match change {
+    let (edits, answer, before): (Vec<Edit>, serde_json::Value, Option<Before>) = match change {
         SettingsChange::Workers { workers, delta } => {
             if workers.is_none() && delta.is_none() {
                 return Err(bad(
@@ -121,22 +144,17 @@ pub(super) fn apply(actor: &mut Actor, change: SettingsChange) -> Result<serde_j
                 ));
             }
             let n = clamp_workers(config.agent.max_concurrent_agents, workers, delta);
-            persist(
-                actor,
-                &[KeyEdit::Set(key(&["agent", "max_concurrent_agents"]), yaml(n))],
-            )?;
-            actor.workflow_mut().config.agent.max_concurrent_agents = n;
-            actor.redispatch();
-            Ok(json!({ "workers": n }))
+            (
+                vec![set(key(&["agent", "max_concurrent_agents"]), yaml(n))],
+                json!({ "workers": n }),
+                None,
+            )
         }
-        SettingsChange::AgentMode(mode) => {
-            persist(
-                actor,
-                &[KeyEdit::Set(key(&["agent", "agent_mode"]), yaml(mode.as_str()))],
-            )?;
-            actor.workflow_mut().config.agent.agent_mode = mode;
-            Ok(json!({ "ok": true, "mode": mode.as_str() }))
-        }
+        SettingsChange::AgentMode(mode) => (
+            vec![set(key(&["agent", "agent_mode"]), yaml(mode.as_str()))],
+            json!({ "ok": true, "mode": mode.as_str() }),
+            None,
+        ),
         SettingsChange::TrackerStates(req) => {
             let clean = |v: &[String]| -> Vec<String> {
                 v.iter()
@@ -149,7 +167,6 @@ pub(super) fn apply(actor: &mut Actor, change: SettingsChange) -> Result<serde_j
                 return Err(bad("activeStates", "activeStates must name at least one state"));
             }
             let terminal = req.terminal_states.as_deref().map(clean);
-            let backlog = req.backlog_states.as_deref().map(clean);
             if let Some(t) = &terminal
                 && let Some(both) = t.iter().find(|s| active.iter().any(|a| a.eq_ignore_ascii_case(s)))
             {
@@ -158,110 +175,70 @@ pub(super) fn apply(actor: &mut Actor, change: SettingsChange) -> Result<serde_j
                     format!("{both:?} cannot be both active and terminal"),
                 ));
             }
-            let mut edits = vec![KeyEdit::Set(key(&["tracker", "active_states"]), yaml(&active))];
+            let mut edits = vec![set(key(&["tracker", "active_states"]), yaml(&active))];
             if let Some(t) = &terminal {
-                edits.push(KeyEdit::Set(key(&["tracker", "terminal_states"]), yaml(t)));
+                edits.push(set(key(&["tracker", "terminal_states"]), yaml(t)));
             }
-            if let Some(b) = &backlog {
-                edits.push(KeyEdit::Set(key(&["tracker", "backlog_states"]), yaml(b)));
+            if let Some(b) = req.backlog_states.as_deref().map(clean) {
+                edits.push(set(key(&["tracker", "backlog_states"]), yaml(&b)));
             }
-            let opt = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string());
-            let completion = opt(&req.completion_state);
-            let working = opt(&req.working_state);
-            let failed = opt(&req.failed_state);
             for (name, value) in [
-                ("completion_state", &completion),
-                ("working_state", &working),
-                ("failed_state", &failed),
+                ("completion_state", &req.completion_state),
+                ("working_state", &req.working_state),
+                ("failed_state", &req.failed_state),
             ] {
                 if let Some(v) = value {
-                    edits.push(KeyEdit::Set(key(&["tracker", name]), yaml(v)));
+                    edits.push(set(key(&["tracker", name]), yaml(v.trim())));
                 }
             }
-            persist(actor, &edits)?;
-            let t = &mut actor.workflow_mut().config.tracker;
-            t.active_states = active;
-            if let Some(v) = terminal {
-                t.terminal_states = v;
-            }
-            if let Some(v) = backlog {
-                t.backlog_states = v;
-            }
-            let some = |v: String| (!v.is_empty()).then_some(v);
-            if let Some(v) = completion {
-                t.completion_state = some(v);
-            }
-            if let Some(v) = working {
-                t.working_state = some(v);
-            }
-            if let Some(v) = failed {
-                t.failed_state = some(v);
-            }
-            actor.redispatch();
-            Ok(json!({ "ok": true }))
+            (edits, json!({ "ok": true }), None)
         }
         SettingsChange::AddHost { host, description } => {
-            let spec = crate::hosts::parse_host(&host).map_err(|e| bad("host", e))?;
-            let name = spec;
+            let name = crate::hosts::parse_host(&host).map_err(|e| bad("host", e))?;
             if actor.has_host(&name) || config.agent.ssh_hosts.iter().any(|h| h == &name) {
                 return Err(Refusal::Conflict(format!("host {name} is already in the pool")));
             }
             let mut hosts = config.agent.ssh_hosts.clone();
             hosts.push(name.clone());
-            let mut edits = vec![KeyEdit::Set(key(&["agent", "ssh_hosts"]), yaml(&hosts))];
+            let mut edits = vec![set(key(&["agent", "ssh_hosts"]), yaml(&hosts))];
             if !description.is_empty() {
-                edits.push(KeyEdit::Set(
-                    key(&["agent", "ssh_host_descriptions", &name]),
-                    yaml(&description),
-                ));
+                edits.push(set(key(&["agent", "ssh_host_descriptions", &name]), yaml(&description)));
             }
-            persist(actor, &edits)?;
-            let agent = &mut actor.workflow_mut().config.agent;
-            agent.ssh_hosts = hosts;
-            if !description.is_empty() {
-                agent.ssh_host_descriptions.insert(name.clone(), description.clone());
-            }
-            actor.add_host_now(&name, &description);
-            Ok(json!({ "ok": true, "host": name }))
+            (edits, json!({ "ok": true, "host": name }), None)
         }
         SettingsChange::RemoveHost { host, drain } => {
             let name = crate::hosts::parse_host(&host).unwrap_or(host.clone());
-            let listed = config.agent.ssh_hosts.iter().any(|h| h == &name);
-            if !listed {
+            if !config.agent.ssh_hosts.iter().any(|h| h == &name) {
                 return Err(Refusal::NotFound(format!("host {name} in the pool")));
             }
             let hosts: Vec<String> = config.agent.ssh_hosts.iter().filter(|h| *h != &name).cloned().collect();
-            let mut edits = vec![KeyEdit::Set(key(&["agent", "ssh_hosts"]), yaml(&hosts))];
+            let mut edits = vec![set(key(&["agent", "ssh_hosts"]), yaml(&hosts))];
             if config.agent.ssh_host_descriptions.contains_key(&name) {
-                edits.push(KeyEdit::Remove(key(&["agent", "ssh_host_descriptions", &name])));
+                edits.push(remove(key(&["agent", "ssh_host_descriptions", &name])));
             }
-            persist(actor, &edits)?;
-            let agent = &mut actor.workflow_mut().config.agent;
-            agent.ssh_hosts = hosts;
-            agent.ssh_host_descriptions.remove(&name);
-            actor.remove_host_now(&name, drain);
-            Ok(json!({ "ok": true, "host": name, "drain": drain }))
+            (
+                edits,
+                json!({ "ok": true, "host": name, "drain": drain }),
+                Some(Before::RemoveHost { name, drain }),
+            )
         }
-        SettingsChange::DispatchStrategy(s) => {
-            persist(
-                actor,
-                &[KeyEdit::Set(key(&["agent", "dispatch_strategy"]), yaml(s.as_str()))],
-            )?;
-            actor.workflow_mut().config.agent.dispatch_strategy = s;
-            Ok(json!({ "ok": true, "strategy": s.as_str() }))
-        }
-        SettingsChange::AutoClear(on) => {
-            persist(actor, &[KeyEdit::Set(key(&["workspace", "auto_clear"]), yaml(on))])?;
-            actor.workflow_mut().config.workspace.auto_clear = on;
-            Ok(json!({ "ok": true, "autoClearWorkspace": on }))
-        }
-        SettingsChange::InlineInput(on) => {
-            persist(actor, &[KeyEdit::Set(key(&["agent", "inline_input"]), yaml(on))])?;
-            actor.workflow_mut().config.agent.inline_input = on;
-            Ok(json!({ "ok": true, "inlineInput": on }))
-        }
+        SettingsChange::DispatchStrategy(st) => (
+            vec![set(key(&["agent", "dispatch_strategy"]), yaml(st.as_str()))],
+            json!({ "ok": true, "strategy": st.as_str() }),
+            None,
+        ),
+        SettingsChange::AutoClear(on) => (
+            vec![set(key(&["workspace", "auto_clear"]), yaml(on))],
+            json!({ "ok": true, "autoClearWorkspace": on }),
+            None,
+        ),
+        SettingsChange::InlineInput(on) => (
+            vec![set(key(&["agent", "inline_input"]), yaml(on))],
+            json!({ "ok": true, "inlineInput": on }),
+            None,
+        ),
         SettingsChange::PutProfile { name, def } => {
-            if name.trim().is_empty() || name.contains(['/', '.', ' ']) {
+            if name.trim().is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return Err(bad(
                     "name",
                     format!("profile name {name:?} must be a plain word (letters, digits, - and _)"),
@@ -270,7 +247,7 @@ pub(super) fn apply(actor: &mut Actor, change: SettingsChange) -> Result<serde_j
             if def.command.trim().is_empty() {
                 return Err(bad("command", "command must not be empty"));
             }
-            if def.command.contains(['\n', ';', '|', '&', '`', '$']) {
+            if def.command.contains(['\n', ';', '|', '&', '`', '$', '>', '<']) {
                 return Err(bad(
                     "command",
                     "command must be a plain command line without shell metacharacters",
@@ -299,46 +276,31 @@ pub(super) fn apply(actor: &mut Actor, change: SettingsChange) -> Result<serde_j
             if let Some(e) = def.enabled {
                 map.insert("enabled".into(), yaml(e));
             }
-            if let Some(p) = &def.permission_mode
-                && !p.is_empty()
-            {
-                map.insert("permission_mode".into(), yaml(p));
+            if let Some(p) = permission {
+                map.insert(
+                    "permission_mode".into(),
+                    yaml(match p {
+                        PermissionMode::Bypass => "bypass",
+                        PermissionMode::Sandbox => "sandbox",
+                    }),
+                );
             }
-            persist(
-                actor,
-                &[KeyEdit::Set(
-                    key(&["agent", "profiles", &name]),
-                    yaml_serde::Value::Mapping(map),
-                )],
-            )?;
-            actor.workflow_mut().config.agent.profiles.insert(
-                name,
-                Profile {
-                    command: def.command,
-                    prompt: def.prompt.filter(|p| !p.is_empty()),
-                    backend,
-                    enabled: def.enabled.unwrap_or(true),
-                    permission_mode: permission,
-                },
-            );
-            Ok(json!({ "ok": true }))
+            (
+                vec![set(key(&["agent", "profiles", &name]), yaml_serde::Value::Mapping(map))],
+                json!({ "ok": true }),
+                None,
+            )
         }
         SettingsChange::DeleteProfile(name) => {
             if !config.agent.profiles.contains_key(&name) {
                 return Err(Refusal::NotFound(format!("profile {name}")));
             }
-            let mut edits = vec![KeyEdit::Remove(key(&["agent", "profiles", &name]))];
-            let clears_reviewer = config.agent.reviewer_profile.as_deref() == Some(name.as_str());
-            if clears_reviewer {
-                edits.push(KeyEdit::Set(key(&["agent", "reviewer_profile"]), yaml("")));
+            let mut edits = vec![remove(key(&["agent", "profiles", &name]))];
+            if config.agent.reviewer_profile.as_deref() == Some(name.as_str()) {
+                edits.push(set(key(&["agent", "reviewer_profile"]), yaml("")));
+                edits.push(set(key(&["agent", "auto_review"]), yaml(false)));
             }
-            persist(actor, &edits)?;
-            let agent = &mut actor.workflow_mut().config.agent;
-            agent.profiles.remove(&name);
-            if clears_reviewer {
-                agent.reviewer_profile = None;
-            }
-            Ok(json!({ "ok": true }))
+            (edits, json!({ "ok": true }), None)
         }
         SettingsChange::Reviewer { profile, auto_review } => {
             let profile = profile.trim().to_string();
@@ -348,32 +310,46 @@ pub(super) fn apply(actor: &mut Actor, change: SettingsChange) -> Result<serde_j
             if profile.is_empty() && auto_review {
                 return Err(bad("autoReview", "autoReview needs a reviewer profile"));
             }
-            persist(
-                actor,
-                &[
-                    KeyEdit::Set(key(&["agent", "reviewer_profile"]), yaml(&profile)),
-                    KeyEdit::Set(key(&["agent", "auto_review"]), yaml(auto_review)),
+            (
+                vec![
+                    set(key(&["agent", "reviewer_profile"]), yaml(&profile)),
+                    set(key(&["agent", "auto_review"]), yaml(auto_review)),
                 ],
-            )?;
-            let agent = &mut actor.workflow_mut().config.agent;
-            agent.reviewer_profile = (!profile.is_empty()).then_some(profile);
-            agent.auto_review = auto_review;
-            Ok(json!({ "ok": true }))
+                json!({ "ok": true }),
+                None,
+            )
         }
         SettingsChange::ProjectFilter(filter) => {
-            actor
-                .tracker()
-                .set_project_filter(filter.clone())
-                .map_err(|e| Refusal::NotSupported(e.to_string()))?;
             let edit = match &filter {
-                Some(slugs) => KeyEdit::Set(key(&["tracker", "project_filter"]), yaml(slugs)),
-                None => KeyEdit::Remove(key(&["tracker", "project_filter"])),
+                Some(slugs) => set(key(&["tracker", "project_filter"]), yaml(slugs)),
+                None => remove(key(&["tracker", "project_filter"])),
             };
-            persist(actor, &[edit])?;
-            actor.workflow_mut().config.tracker.project_filter = filter.clone();
-            Ok(json!({ "ok": true, "filter": filter }))
+            (
+                vec![edit],
+                json!({ "ok": true, "filter": filter }),
+                Some(Before::ProjectFilter(filter)),
+            )
         }
+    };
+    // Effects that must happen before the new configuration is adopted.
+    if let Some(Before::ProjectFilter(filter)) = &before {
+        actor
+            .tracker()
+            .set_project_filter(filter.clone())
+            .map_err(|e| Refusal::NotSupported(e.to_string()))?;
     }
+    let workflow = persist(actor, &edits)?;
+    if let Some(Before::RemoveHost { name, drain }) = before {
+        actor.remove_host_now(&name, drain);
+    }
+    actor.adopt(workflow);
+    Ok(answer)
+}
+
+/// Side effects of a change that come before adopting the new configuration.
+enum Before {
+    RemoveHost { name: String, drain: bool },
+    ProjectFilter(Option<Vec<String>>),
 }
 
 #[cfg(test)]
