@@ -2,3 +2,5 @@
 //! repositories, real `sshd` build hosts, fake tracker and model APIs, and a running controller.
 
 pub mod binaries;
+pub mod fake_anthropic;
+pub mod fake_openai;
