@@ -44,7 +44,7 @@ pub fn decode(line: &[u8], terminal_types: &[&str]) -> Line {
         }
         return Line::Oversized {
             bytes: line.len(),
-            kind: sniff_type(&line[..line.len().min(64 * 1024)]),
+            kind: sniff_type(line),
             terminal,
         };
     }
