@@ -163,12 +163,9 @@ async fn run_turn(req: &TurnRequest<'_>) -> Turn {
         child.wait().await.expect("wait")
     })
     .await;
-    let status = match finished {
-        Ok(status) => status,
-        Err(_) => {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            panic!("{:?} did not finish within {TURN_TIMEOUT:?}", command.program);
-        }
+    let Ok(status) = finished else {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        panic!("{:?} did not finish within {TURN_TIMEOUT:?}", command.program);
     };
     let (tail, outcome) = parser.finish(status.code(), Utc::now());
     events.extend(tail);

@@ -223,20 +223,16 @@ impl CodexParser {
                     Self::log(out, mcp_entry(item, time));
                 }
             }
-            "collab_tool_call" => {
-                if self.count_once(item) {
-                    Self::log(out, collab_entry(item, time));
-                }
+            "collab_tool_call" if self.count_once(item) => {
+                Self::log(out, collab_entry(item, time));
             }
-            "web_search" => {
-                if self.count_once(item) {
-                    let query = s(item, "query").unwrap_or_default().to_string();
-                    Self::log(
-                        out,
-                        IssueLogEntry::new(LogLevel::Info, LogEventKind::Action, query, time.to_string())
-                            .with_tool("web_search"),
-                    );
-                }
+            "web_search" if self.count_once(item) => {
+                let query = s(item, "query").unwrap_or_default().to_string();
+                Self::log(
+                    out,
+                    IssueLogEntry::new(LogLevel::Info, LogEventKind::Action, query, time.to_string())
+                        .with_tool("web_search"),
+                );
             }
             "todo_list" => {
                 let items = item.get("items").and_then(Value::as_array);

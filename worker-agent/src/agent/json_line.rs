@@ -34,12 +34,13 @@ pub fn decode(line: &[u8], terminal_types: &[&str]) -> Line {
     }
     if line.len() > MAX_LINE_BYTES {
         let terminal = terminal_types.iter().any(|t| mentions_type(line, t));
-        if terminal && line.len() <= MAX_TERMINAL_LINE_BYTES {
-            if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(line) {
-                let kind = map.get("type").and_then(Value::as_str);
-                if kind.is_some_and(|k| terminal_types.contains(&k)) {
-                    return Line::Object(map);
-                }
+        if terminal
+            && line.len() <= MAX_TERMINAL_LINE_BYTES
+            && let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(line)
+        {
+            let kind = map.get("type").and_then(Value::as_str);
+            if kind.is_some_and(|k| terminal_types.contains(&k)) {
+                return Line::Object(map);
             }
         }
         return Line::Oversized {

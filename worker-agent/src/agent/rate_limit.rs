@@ -153,27 +153,26 @@ fn parse_duration(text: &str) -> Option<Duration> {
 /// The reset time an error text announces, if any. `local` is the zone of this host, in which Codex
 /// prints "try again at" times; Claude's "resets …" counts only when it names its zone.
 pub fn reset_from_text<Tz: TimeZone>(text: &str, now: DateTime<Utc>, local: &Tz) -> Option<DateTime<Utc>> {
-    if let Some(caps) = CLAUDE_RESET.captures(text) {
-        if let Ok(tz) = caps["tz"].parse::<chrono_tz::Tz>() {
-            if let Some(at) = wall_clock_reset(&caps, now, &tz) {
-                return Some(at);
-            }
-        }
+    if let Some(caps) = CLAUDE_RESET.captures(text)
+        && let Ok(tz) = caps["tz"].parse::<chrono_tz::Tz>()
+        && let Some(at) = wall_clock_reset(&caps, now, &tz)
+    {
+        return Some(at);
     }
-    if let Some(caps) = LEGACY_EPOCH.captures(text) {
-        if let Some(at) = reset_from_epoch(&Value::String(caps[1].to_string())) {
-            return Some(at);
-        }
+    if let Some(caps) = LEGACY_EPOCH.captures(text)
+        && let Some(at) = reset_from_epoch(&Value::String(caps[1].to_string()))
+    {
+        return Some(at);
     }
-    if let Some(caps) = TRY_AGAIN_AT.captures(text) {
-        if let Some(at) = wall_clock_reset(&caps, now, local) {
-            return Some(at);
-        }
+    if let Some(caps) = TRY_AGAIN_AT.captures(text)
+        && let Some(at) = wall_clock_reset(&caps, now, local)
+    {
+        return Some(at);
     }
-    if let Some(caps) = TRY_AGAIN_IN.captures(text) {
-        if let Some(d) = parse_duration(&caps[1]) {
-            return Some(now + d);
-        }
+    if let Some(caps) = TRY_AGAIN_IN.captures(text)
+        && let Some(d) = parse_duration(&caps[1])
+    {
+        return Some(now + d);
     }
     None
 }

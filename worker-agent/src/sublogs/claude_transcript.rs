@@ -46,10 +46,10 @@ fn records_cwd(dir: &Path, cwd: &str) -> bool {
 pub fn find_project_dir(config_dir: &Path, worktree: &Path) -> io::Result<Option<PathBuf>> {
     let projects = config_dir.join("projects");
     let mut candidates = vec![worktree.to_path_buf()];
-    if let Ok(real) = worktree.canonicalize() {
-        if real != worktree {
-            candidates.insert(0, real);
-        }
+    if let Ok(real) = worktree.canonicalize()
+        && real != worktree
+    {
+        candidates.insert(0, real);
     }
     for cwd in candidates {
         let name = project_dir_name(&cwd);
