@@ -198,9 +198,9 @@ fn done() -> Reply {
     }
 }
 
-/// The working directory Claude Code names in its system prompt.
+/// The working directory Claude Code names in its prompt ("Primary working directory: …").
 fn working_directory(body: &Value) -> Option<String> {
-    let system = body.get("system").map(Value::to_string).unwrap_or_default();
+    let system = body.to_string();
     let start = system.find("Primary working directory: ")? + "Primary working directory: ".len();
     let rest = &system[start..];
     let end = rest.find(['\\', '"', ' ', '\n']).unwrap_or(rest.len());

@@ -427,6 +427,58 @@ async fn claude_max_turns_from_the_configured_command_fails() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_write_tool_then_an_overloaded_api() {
+    let claude = cli("claude").display().to_string();
+    let s = scratch();
+    let fake = FakeAnthropic::start().await.unwrap();
+    let env = claude_env(&s, &fake);
+    let req = request(
+        Backend::Claude,
+        &claude,
+        "[[fake:edit]] Take notes.",
+        None,
+        PermissionMode::Sandbox,
+        &s,
+        &env,
+    );
+    let turn = run_turn(&req).await;
+    assert_eq!(turn.outcome.status, OutcomeStatus::Succeeded, "{}", turn.explain());
+    assert!(
+        std::fs::read_to_string(s.repo.join("notes.md"))
+            .unwrap()
+            .contains("written by the fake model")
+    );
+    let actions = turn.of(LogEventKind::Action);
+    assert_eq!(
+        actions
+            .iter()
+            .map(|e| (e.tool.as_deref(), e.message.as_str()))
+            .collect::<Vec<_>>(),
+        [(Some("Write"), "notes.md")],
+        "{}",
+        turn.explain()
+    );
+
+    let req = request(
+        Backend::Claude,
+        &claude,
+        "[[fake:overloaded]] Say hi.",
+        None,
+        PermissionMode::Bypass,
+        &s,
+        &env,
+    );
+    let turn = run_turn(&req).await;
+    assert_eq!(turn.outcome.status, OutcomeStatus::Failed, "{}", turn.explain());
+    assert!(turn.outcome.rate_limited, "an overload counts: {}", turn.explain());
+    assert!(
+        turn.outcome.error.as_deref().unwrap().contains("529"),
+        "{}",
+        turn.explain()
+    );
+}
+
 fn codex_env(s: &Scratch, fake: &FakeOpenAi) -> BTreeMap<String, String> {
     let codex_home = s.home.join(".codex");
     std::fs::create_dir_all(&codex_home).unwrap();

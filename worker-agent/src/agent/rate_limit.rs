@@ -11,7 +11,7 @@ use serde_json::Value;
 
 static LIMIT_TEXT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)rate[ _-]?limit|too many requests|\b(?:429|529)\b|usage[ _]limit|insufficient_quota|quota exceeded|exceeded your current quota|overloaded|hit your (?:usage )?limit|limit reached",
+        r"(?i)rate[ _-]?limit|too many requests|\b(?:429|529)\b|usage[ _]limit|insufficient_quota|quota exceeded|exceeded your current quota|overloaded|hit your (?:[a-z-]+ )?limit|limit reached",
     )
     .expect("static regex")
 });

@@ -57,6 +57,8 @@ fn classifies_limit_texts() {
         "You've hit your usage limit. Upgrade to Pro or try again at 3:04 PM.",
         "Claude AI usage limit reached|1796500000",
         "5-hour limit reached ∙ resets 3pm",
+        "You've hit your session limit · resets 8:30pm (Asia/Tokyo)",
+        "You've hit your weekly limit · resets Jul 25, 9pm (America/New_York)",
         "insufficient_quota: You exceeded your current quota",
         "rate_limit_error",
     ] {
@@ -85,6 +87,10 @@ fn parses_reset_times() {
         ),
         ("limit reached ∙ resets 9:30am (UTC)", Some(utc(2026, 12, 5, 9, 30, 0))),
         ("resets 10am (America/New_York)", Some(utc(2026, 12, 4, 15, 0, 0))),
+        (
+            "You've hit your session limit · resets 8:30pm (Asia/Tokyo)",
+            Some(utc(2026, 12, 4, 11, 30, 0)),
+        ),
         (
             "Weekly limit reached · resets Dec 8, 5pm (Europe/Berlin)",
             Some(utc(2026, 12, 8, 16, 0, 0)),
