@@ -24,8 +24,9 @@ use super::{
 
 /// The command of one Claude Code (or demo agent) turn.
 pub(crate) fn command(req: &TurnRequest<'_>, host: &LaunchHost) -> Result<AgentCommand, AgentError> {
+    // The demo agent is our own binary: its path stays a path, never goes through a shell.
     let mut words = match req.backend {
-        Backend::Demo => vec![req.self_exe.display().to_string(), "demo-agent".to_string()],
+        Backend::Demo => vec!["demo-agent".to_string()],
         _ => split_words(req.command)?,
     };
     words.extend(["-p", "--output-format", "stream-json", "--verbose"].map(String::from));
@@ -50,12 +51,7 @@ pub(crate) fn command(req: &TurnRequest<'_>, host: &LaunchHost) -> Result<AgentC
         env.insert("IS_SANDBOX".into(), "1".into());
     }
     let (program, args) = match req.backend {
-        // Our own binary: never through a shell.
-        Backend::Demo => {
-            let mut words = words.into_iter();
-            let program = words.next().unwrap_or_default().into();
-            (program, words.collect())
-        }
+        Backend::Demo => (req.self_exe.to_path_buf(), words),
         _ => launch(words, host),
     };
     Ok(AgentCommand {

@@ -166,8 +166,30 @@ fn does_the_work_commits_and_speaks_stream_json() {
         "{}",
         fx.notes()
     );
-    // The transcript is kept where the sublog reader looks.
+    // The transcript is kept where the sublog reader looks, in a form it reads.
     assert!(fx.log_dir.join(format!("{session}.jsonl")).is_file());
+    let sources = crate::sublogs::SublogSources {
+        worktree: fx.repo.clone(),
+        log_dir: fx.log_dir.clone(),
+        claude_config_dir: fx.log_dir.join("no-claude"),
+        codex_home: fx.log_dir.join("no-codex"),
+        agent_refs: vec![session.clone()],
+    };
+    let sublog = crate::sublogs::read(&sources, Some(&session)).unwrap();
+    let kinds: Vec<(LogEventKind, Option<&str>)> = sublog.iter().map(|e| (e.event, e.tool.as_deref())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (LogEventKind::Info, None),
+            (LogEventKind::Text, None),
+            (LogEventKind::Action, Some("Bash")),
+            (LogEventKind::Action, Some("Bash")),
+            (LogEventKind::Action, Some("Write")),
+            (LogEventKind::Action, Some("Bash")),
+            (LogEventKind::Action, Some("Bash")),
+            (LogEventKind::Text, None),
+        ]
+    );
 
     // A second session edits the existing notes.
     let turn = demo(&fx.repo, &fx.env(None), ARGS, "ABC-7 again [demo:sleep=0]");
