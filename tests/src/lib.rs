@@ -3,6 +3,8 @@
 
 pub mod binaries;
 pub mod controller;
+pub mod fake_anthropic;
 pub mod fake_github;
 pub mod fake_linear;
+pub mod fake_openai;
 pub mod sse;

@@ -3,15 +3,35 @@
 //!
 //! The supervisor owns the process; this module only knows the CLIs. Backends: Claude Code
 //! (`agent/claude.rs`, also used for the demo agent, which prints the same stream-json) and Codex
-//! (`agent/codex.rs`). Shared pieces: the input-required sentinel (`agent/sentinel.rs`) and rate-limit
-//! classification (`agent/rate_limit.rs`).
+//! (`agent/codex.rs`). Shared pieces: splitting and launching the configured command
+//! (`agent/command_line.rs`), decoding stdout lines (`agent/json_line.rs`), the input-required sentinel
+//! (`agent/sentinel.rs`), rate-limit classification (`agent/rate_limit.rs`), tool-call summaries
+//! (`agent/tool_summary.rs`), Claude message content (`agent/claude_content.rs`, shared with the sublog
+//! reader) and pull-request URLs (`agent/pr_url.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use itervox_protocol::IssueLogEntry;
 use itervox_protocol::worker::{Backend, PermissionMode};
+
+pub mod claude;
+pub mod claude_content;
+pub mod codex;
+pub mod command_line;
+pub mod json_line;
+pub mod pr_url;
+pub mod rate_limit;
+pub mod sentinel;
+pub mod tool_summary;
+
+#[cfg(test)]
+mod tests;
+
+pub use claude::ClaudeParser;
+pub use codex::CodexParser;
+pub use command_line::LaunchHost;
 
 /// Everything needed to build one turn's command line.
 #[derive(Debug, Clone)]
@@ -67,10 +87,18 @@ pub enum AgentEvent {
 }
 
 /// One agent-reported turn.
+///
+/// Token counts are this turn's own (never cumulative over the agent session, so summing the summaries
+/// of a run gives the run's total): `input_tokens` are input tokens not served from the prompt cache
+/// (Claude: `input_tokens + cache_creation_input_tokens`; Codex: `input_tokens - cached_input_tokens`),
+/// `cached_input_tokens` the ones read from it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TurnSummary {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens read from the prompt cache (added field; not part of `input_tokens`).
+    pub cached_input_tokens: u64,
+    /// This turn's cost (Claude reports it; Codex does not).
     pub cost_usd: Option<f64>,
     pub agent_session_ref: Option<String>,
     pub tool_calls: u32,
@@ -97,8 +125,16 @@ pub struct TurnOutcome {
     pub question: Option<String>,
     pub agent_session_ref: Option<String>,
     pub pr_url: Option<String>,
+    /// True when the failure was a rate limit or an overload (only set on `Failed`).
     pub rate_limited: bool,
     pub rate_limit_reset_at: Option<DateTime<Utc>>,
+    /// Sum of the process's turn summaries (added fields).
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: Option<f64>,
+    /// Number of agent-reported turns (`result` / `turn.completed` lines) the process printed.
+    pub turns: u32,
 }
 
 /// Parses an agent's stdout line by line. Never fails: a malformed, partial or oversized line becomes a
@@ -110,85 +146,57 @@ pub trait OutputParser: Send {
     fn finish(&mut self, exit_code: Option<i32>, now: DateTime<Utc>) -> (Vec<AgentEvent>, TurnOutcome);
 }
 
-/// Builds the command line of one turn for the request's backend.
-///
-/// Interim version (Claude-style flags only; the full backends replace it): the program is exec'd
-/// directly when it is an absolute path, else through `sh -lc`.
+/// Builds the command line of one turn for the request's backend, for this host (its login shell and
+/// whether the worker runs as root; see [`build_command_on`]).
 pub fn build_command(req: &TurnRequest<'_>) -> Result<AgentCommand, AgentError> {
+    build_command_on(req, &LaunchHost::current())
+}
+
+/// [`build_command`] for an explicit host description (tests use it to pin the shell and the uid).
+///
+/// Claude Code: `<command> -p --output-format stream-json --verbose <permission flags> [--resume ref]`.
+/// Codex: `<codex> exec <configured flags> --json <permission flags> --skip-git-repo-check [resume ref] -`.
+/// Demo: `<self_exe> demo-agent -p --output-format stream-json --verbose [--resume ref]`.
+/// A program that is not an absolute path runs through the login shell (`$SHELL -lc 'exec …'`) so
+/// nvm/asdf installs are found; the prompt always goes to stdin.
+pub fn build_command_on(req: &TurnRequest<'_>, host: &LaunchHost) -> Result<AgentCommand, AgentError> {
     if req.prompt.contains('\0') {
         return Err(AgentError::NulInPrompt);
     }
-    let mut args: Vec<String> = Vec::new();
-    let program = match req.backend {
-        Backend::Demo => {
-            args.push("demo-agent".into());
-            req.self_exe.to_path_buf()
-        }
-        _ => {
-            let mut words = req.command.split_whitespace();
-            let program = words.next().ok_or(AgentError::EmptyCommand)?;
-            args.extend(words.map(String::from));
-            PathBuf::from(program)
-        }
-    };
-    args.extend(["-p", "--output-format", "stream-json", "--verbose"].map(String::from));
-    if let Some(r) = req.resume_ref {
-        args.push("--resume".into());
-        args.push(r.to_string());
+    match req.backend {
+        Backend::Claude | Backend::Demo => claude::command(req, host),
+        Backend::Codex => codex::command(req, host),
     }
-    let mut env = req.env.clone();
-    env.insert("ITERVOX_AGENT".into(), "1".into());
-    env.insert("CLAUDE_CODE_LOG_DIR".into(), req.log_dir.display().to_string());
-    let (program, args) = if program.is_absolute() {
-        (program, args)
-    } else {
-        let line = std::iter::once(program.display().to_string())
-            .chain(args)
-            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
-            .collect::<Vec<_>>()
-            .join(" ");
-        (PathBuf::from("/bin/sh"), vec!["-lc".into(), format!("exec {line}")])
-    };
-    Ok(AgentCommand {
-        program,
-        args,
-        env,
-        stdin: req.prompt.as_bytes().to_vec(),
-        cwd: req.workspace.to_path_buf(),
-    })
 }
 
 /// A fresh parser for the backend's output format.
 pub fn parser_for(backend: Backend) -> Box<dyn OutputParser> {
-    let _ = backend;
-    Box::new(RawLines)
+    match backend {
+        Backend::Claude | Backend::Demo => Box::new(ClaudeParser::new()),
+        Backend::Codex => Box::new(CodexParser::new()),
+    }
 }
 
-/// Placeholder parser until the backends land: every line becomes a text entry.
-struct RawLines;
+/// The `time` of an entry produced at `now`.
+pub(crate) fn entry_time(now: DateTime<Utc>) -> String {
+    now.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
 
-impl OutputParser for RawLines {
-    fn feed_line(&mut self, line: &[u8], now: DateTime<Utc>) -> Vec<AgentEvent> {
-        vec![AgentEvent::Log(IssueLogEntry::new(
-            itervox_protocol::LogLevel::Info,
-            itervox_protocol::LogEventKind::Text,
-            String::from_utf8_lossy(line),
-            now.to_rfc3339(),
-        ))]
+/// `text` cut to at most `max` bytes (on a character boundary), with an ellipsis when it was cut.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
     }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
 
-    fn finish(&mut self, exit_code: Option<i32>, _now: DateTime<Utc>) -> (Vec<AgentEvent>, TurnOutcome) {
-        let status = if exit_code == Some(0) {
-            OutcomeStatus::Succeeded
-        } else {
-            OutcomeStatus::Failed
-        };
-        (
-            Vec::new(),
-            TurnOutcome {
-                status,
-                ..TurnOutcome::default()
-            },
-        )
-    }
+/// The environment every agent process gets on top of the request's: `ITERVOX_AGENT=1` always wins.
+pub(crate) fn base_env(req: &TurnRequest<'_>) -> BTreeMap<String, String> {
+    let mut env = req.env.clone();
+    env.insert("ITERVOX_AGENT".into(), "1".into());
+    env
 }
