@@ -88,11 +88,7 @@ async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response {
 /// Answers with the embedded file at `path`, a 304 when the client already holds it, or a 404.
 fn serve(path: &str, request_headers: &HeaderMap) -> Response {
     let Some(file) = embedded(path) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no dashboard asset {path}"),
-        );
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no dashboard asset {path}"));
     };
     let etag = format!("\"{}\"", hex::encode(file.metadata.sha256_hash()));
     let content_type = content_type(file.metadata.mimetype());
@@ -118,15 +114,9 @@ fn serve(path: &str, request_headers: &HeaderMap) -> Response {
     if let Ok(value) = HeaderValue::from_str(&content_type) {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     // The page may carry `?token=` for a moment; never leak it to other sites.
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     if is_html {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
@@ -163,9 +153,10 @@ fn content_type(mime: &str) -> String {
 
 /// Whether an `If-None-Match` value (a list of entity tags, or `*`) matches `etag`.
 fn etag_matches(if_none_match: &str, etag: &str) -> bool {
-    if_none_match.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
-    })
+    if_none_match
+        .split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag)
 }
 
 /// An answer in the API's error envelope, so clients parse every failure the same way.

@@ -121,6 +121,19 @@ function boot() {
     view?.update(state, changed);
   });
 
+  // Leaving the page closes its streams: over HTTP/1.1 a browser keeps at most six connections per
+  // server, and a page kept in the back/forward cache with its streams open would hold on to them.
+  window.addEventListener('pagehide', () => {
+    events.stop();
+    view?.destroy();
+    view = null;
+  });
+  window.addEventListener('pageshow', (event) => {
+    if (!event.persisted) return;
+    if (route) showRoute(route);
+    if (!store.get().needToken) start();
+  });
+
   ctx.navigate = startRouter(showRoute);
   setInterval(() => updateTickers(document.body, serverNow(store.get())), 1000);
   tokenPrompt.update(store.get());

@@ -18,7 +18,7 @@ async fn send(request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Str
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn header_str<'a>(headers: &'a axum::http::HeaderMap, name: header::HeaderName) -> &'a str {
+fn header_str(headers: &axum::http::HeaderMap, name: header::HeaderName) -> &str {
     headers
         .get(&name)
         .unwrap_or_else(|| panic!("missing header {name}"))
@@ -30,10 +30,7 @@ fn header_str<'a>(headers: &'a axum::http::HeaderMap, name: header::HeaderName) 
 async fn root_serves_the_page_with_its_security_headers() {
     let (status, headers, body) = get("/").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        header_str(&headers, header::CONTENT_TYPE),
-        "text/html; charset=utf-8"
-    );
+    assert_eq!(header_str(&headers, header::CONTENT_TYPE), "text/html; charset=utf-8");
     assert!(body.contains(r#"<script type="module" src="/assets/js/main.js">"#));
     assert_eq!(
         header_str(&headers, header::CONTENT_SECURITY_POLICY),
@@ -73,10 +70,7 @@ async fn assets_have_their_content_types() {
 
     let (status, headers, _) = get("/assets/css/app.css").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        header_str(&headers, header::CONTENT_TYPE),
-        "text/css; charset=utf-8"
-    );
+    assert_eq!(header_str(&headers, header::CONTENT_TYPE), "text/css; charset=utf-8");
 
     let (status, headers, _) = get("/assets/favicon.svg").await;
     assert_eq!(status, StatusCode::OK);
@@ -112,12 +106,7 @@ async fn unknown_api_paths_answer_the_error_envelope() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["error"]["code"], "not_found");
-    assert!(
-        json["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("/api/v1/nope")
-    );
+    assert!(json["error"]["message"].as_str().unwrap().contains("/api/v1/nope"));
 }
 
 #[tokio::test]
@@ -131,9 +120,7 @@ async fn page_routes_refuse_other_methods() {
 
 #[tokio::test]
 async fn head_answers_headers_without_a_body() {
-    let request = Request::head("/assets/js/main.js")
-        .body(Body::empty())
-        .unwrap();
+    let request = Request::head("/assets/js/main.js").body(Body::empty()).unwrap();
     let (status, headers, body) = send(request).await;
     assert_eq!(status, StatusCode::OK);
     assert!(header_str(&headers, header::CONTENT_TYPE).starts_with("text/javascript"));
@@ -168,8 +155,7 @@ async fn a_matching_etag_answers_304() {
 #[tokio::test]
 async fn every_module_import_resolves_to_an_embedded_file() {
     let paths: Vec<String> = asset_paths().into_iter().map(|p| p.into_owned()).collect();
-    let import = regex::Regex::new(r#"(?m)^\s*(?:import|export)\b[^'"]*?from\s+['"]([^'"]+)['"]"#)
-        .unwrap();
+    let import = regex::Regex::new(r#"(?m)^\s*(?:import|export)\b[^'"]*?from\s+['"]([^'"]+)['"]"#).unwrap();
     let mut checked = 0;
     for path in paths.iter().filter(|p| p.ends_with(".js")) {
         let (status, _, source) = get(&format!("/assets/{path}")).await;
@@ -212,20 +198,11 @@ fn resolve(dir: &str, spec: &str) -> String {
 async fn the_page_has_nothing_inline_that_a_strict_csp_blocks() {
     let (_, _, index) = get("/").await;
     let inline_script = regex::Regex::new(r"<script(?:\s[^>]*)?>\s*[^<\s]").unwrap();
-    assert!(
-        !inline_script.is_match(&index),
-        "index.html has an inline script"
-    );
+    assert!(!inline_script.is_match(&index), "index.html has an inline script");
     assert!(!index.contains("<style"), "index.html has an inline style");
-    assert!(
-        !index.contains(" style="),
-        "index.html has a style attribute"
-    );
+    assert!(!index.contains(" style="), "index.html has a style attribute");
     let handler = regex::Regex::new(r"\son[a-z]+\s*=").unwrap();
-    assert!(
-        !handler.is_match(&index),
-        "index.html has an inline event handler"
-    );
+    assert!(!handler.is_match(&index), "index.html has an inline event handler");
     let link = regex::Regex::new(r#"(?:src|href)="/assets/([^"]+)""#).unwrap();
     let paths: Vec<String> = asset_paths().into_iter().map(|p| p.into_owned()).collect();
     for capture in link.captures_iter(&index) {

@@ -130,7 +130,7 @@ export function mountHosts(root, ctx) {
             h('td', { class: 'meta' },
               host.workerVersion ? `v${host.workerVersion}` : '—',
               host.load1 != null ? ` · load ${host.load1.toFixed(2)}${host.cpus ? `/${host.cpus} cpu` : ''}` : ''),
-            h('td', { class: 'error-text' }, host.lastError || '—'),
+            h('td', { class: host.lastError ? 'error-text' : 'none', dataset: { testid: 'host-error' } }, host.lastError || '—'),
             h('td', { class: 'actions' }, removeButton(host.host)));
         })));
     }

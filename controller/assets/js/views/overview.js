@@ -152,7 +152,7 @@ function retryTable(s, now) {
       issueCell(r.identifier, ''),
       h('td', { class: 'num' }, s.maxRetries ? `${r.attempt} / ${s.maxRetries}` : String(r.attempt)),
       h('td', { title: formatTimestamp(r.dueAt) }, countdown(parseTime(r.dueAt), now, { dataset: { testid: 'retry-due' } })),
-      h('td', { class: 'error-text' }, r.error || '—'))));
+      h('td', { class: r.error ? 'error-text' : 'none' }, r.error || '—'))));
 }
 
 function pausedTable(s) {
@@ -183,5 +183,5 @@ function historyTable(s) {
       h('td', { class: 'num', title: `${r.inputTokens ?? 0} in / ${r.outputTokens ?? 0} out` }, formatTokens(r.tokens ?? 0)),
       h('td', { class: 'num' }, formatDuration(r.elapsedMs)),
       h('td', {}, formatTimestamp(r.finishedAt)),
-      h('td', { class: 'error-text' }, r.error ? h('span', { class: 'clip', title: r.error }, r.error) : '—'))));
+      h('td', { class: r.error ? 'error-text' : 'none' }, r.error ? h('span', { class: 'clip', title: r.error }, r.error) : '—'))));
 }

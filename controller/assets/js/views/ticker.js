@@ -6,13 +6,13 @@ import { h } from '../dom.js';
 
 /** An element showing the time elapsed since `sinceMs` (server clock). */
 export function elapsed(sinceMs, nowMs, attrs = {}) {
-  return h('span', { class: 'tick', dataset: { since: sinceMs }, ...attrs },
+  return h('span', { ...attrs, class: 'tick', dataset: { ...attrs.dataset, since: sinceMs } },
     Number.isFinite(sinceMs) ? formatDuration(nowMs - sinceMs) : '—');
 }
 
 /** An element showing a countdown to (or time since) `untilMs` (server clock). */
 export function countdown(untilMs, nowMs, attrs = {}) {
-  return h('span', { class: 'tick', dataset: { until: untilMs }, ...attrs },
+  return h('span', { ...attrs, class: 'tick', dataset: { ...attrs.dataset, until: untilMs } },
     formatRelative(untilMs, nowMs));
 }
 
