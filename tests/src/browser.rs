@@ -398,6 +398,18 @@ impl Browser {
         Ok(())
     }
 
+    /// Emulates a device's screen through Chrome DevTools: a `width`×`height` CSS-pixel viewport,
+    /// and with `mobile` the meta-viewport handling and overlay scrollbars of a phone. (A headless
+    /// window cannot be made narrower than 500 px, so phones need this.)
+    pub async fn emulate_device(&self, width: u32, height: u32, mobile: bool) -> Result<(), BrowserError> {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile }),
+        )
+        .await?;
+        Ok(())
+    }
+
     // ---- Elements -----------------------------------------------------------------------------
 
     /// The first element matching a CSS selector, now (no waiting).

@@ -75,6 +75,23 @@ export function chip(text, kind = '', attrs = {}) {
   return h('span', { class: ['chip', kind && `chip-${kind}`], ...attrs }, text);
 }
 
+/** The URL if it is an absolute http(s) address, else null (no `javascript:` from a tracker). */
+export function safeHttpUrl(url) {
+  try {
+    const parsed = new URL(String(url));
+    return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A link that opens an external http(s) address in a new tab, or plain text for anything else. */
+export function externalLink(url, text, attrs = {}) {
+  const href = safeHttpUrl(url);
+  if (!href) return h('span', attrs, text);
+  return h('a', { ...attrs, href, target: '_blank', rel: 'noopener noreferrer' }, text);
+}
+
 /** Disables a button while `work()` runs, so a double click sends one request. */
 export async function busy(button, work) {
   const was = button.disabled;

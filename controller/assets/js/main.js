@@ -16,6 +16,7 @@ import { mountBoard } from './views/board.js';
 import { mountIssue } from './views/issue.js';
 import { mountHosts } from './views/hosts.js';
 import { mountSettings } from './views/settings.js';
+import { mountLogs } from './views/logs.js';
 
 const VIEWS = {
   overview: mountOverview,
@@ -23,10 +24,11 @@ const VIEWS = {
   issue: mountIssue,
   hosts: mountHosts,
   settings: mountSettings,
+  logs: mountLogs,
   'not-found': mountNotFound,
 };
 
-const TITLES = { overview: 'Overview', board: 'Board', hosts: 'Hosts', settings: 'Settings', 'not-found': 'Not found' };
+const TITLES = { overview: 'Overview', board: 'Board', hosts: 'Hosts', settings: 'Settings', logs: 'Logs', 'not-found': 'Not found' };
 
 function mountNotFound(root, _ctx, params) {
   root.append(h('section', { class: 'card' },

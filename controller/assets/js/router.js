@@ -8,6 +8,7 @@ export function matchRoute(pathname) {
   if (path === '/board') return { name: 'board', params: {} };
   if (path === '/hosts') return { name: 'hosts', params: {} };
   if (path === '/settings') return { name: 'settings', params: {} };
+  if (path === '/logs') return { name: 'logs', params: {} };
   const issue = /^\/issues\/([^/]+)$/.exec(path);
   if (issue) {
     let id = issue[1];

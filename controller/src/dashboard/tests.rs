@@ -45,7 +45,14 @@ async fn root_serves_the_page_with_its_security_headers() {
 #[tokio::test]
 async fn client_routes_get_the_page() {
     let (_, _, index) = get("/").await;
-    for path in ["/board", "/hosts", "/settings", "/issues/ABC-12", "/no/such/page"] {
+    for path in [
+        "/board",
+        "/hosts",
+        "/settings",
+        "/logs",
+        "/issues/ABC-12",
+        "/no/such/page",
+    ] {
         let (status, headers, body) = get(path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert!(

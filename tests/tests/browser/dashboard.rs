@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::any;
 use itervox_protocol::LogEventKind;
 use itervox_protocol::api::{ConfigInvalid, RunningRow, TrackerErrorInfo};
-use itervox_tests::browser::{Browser, BrowserOptions, PageServer, wait_until};
+use itervox_tests::browser::{Browser, PageServer, wait_until};
 use serde_json::{Value, json};
 
 use crate::fake_api::{FakeApi, busy_snapshot, empty_snapshot, log_line, sample_issues};
@@ -29,12 +29,8 @@ async fn assert_no_script_errors(browser: &Browser, name: &str) {
 
 /// Opens `path` of a server running `app` in a fresh browser.
 async fn open(app: Router, path: &str) -> (PageServer, Browser) {
-    open_with(app, path, BrowserOptions::default()).await
-}
-
-async fn open_with(app: Router, path: &str, options: BrowserOptions) -> (PageServer, Browser) {
     let server = PageServer::start(app).await.expect("bind loopback");
-    let browser = Browser::launch_with(options).await.expect("launch chromium");
+    let browser = Browser::launch().await.expect("launch chromium");
     browser.goto(&server.url(path)).await.unwrap();
     (server, browser)
 }
@@ -955,18 +951,15 @@ async fn the_phone_layout_never_scrolls_sideways() {
             "cargo test --workspace --all-targets -- --nocapture",
         ),
     );
-    let options = BrowserOptions {
-        width: 390,
-        height: 844,
-        ..BrowserOptions::default()
-    };
-    let (server, browser) = open_with(fake.app(), "/", options).await;
+    let (server, browser) = open(fake.app(), "/").await;
+    browser.emulate_device(390, 844, true).await.unwrap();
     for (path, name) in [
         ("/", "overview"),
         ("/board", "board"),
         ("/issues/DEMO-1", "issue"),
         ("/hosts", "hosts"),
         ("/settings", "settings"),
+        ("/logs", "logs"),
     ] {
         browser.goto(&server.url(path)).await.unwrap();
         wait_live(&browser).await;
@@ -979,6 +972,7 @@ async fn the_phone_layout_never_scrolls_sideways() {
             .await
             .unwrap();
         let (scroll, client) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+        assert_eq!(client, 390, "the phone viewport is in effect");
         browser
             .screenshot_full_page(&format!("dashboard-phone-{name}"))
             .await
@@ -1051,7 +1045,7 @@ async fn every_control_has_an_accessible_name() {
     let fake = FakeApi::new(busy_snapshot(), sample_issues());
     fake.update(|w| w.projects_supported = true);
     let (server, browser) = open(fake.app(), "/").await;
-    for path in ["/", "/board", "/issues/DEMO-5", "/hosts", "/settings"] {
+    for path in ["/", "/board", "/issues/DEMO-5", "/hosts", "/settings", "/logs"] {
         browser.goto(&server.url(path)).await.unwrap();
         wait_live(&browser).await;
         browser.wait_for("main .card, main .board").await.unwrap();
@@ -1062,5 +1056,56 @@ async fn every_control_has_an_accessible_name() {
         assert_eq!(bad, json!([]), "unlabelled controls on {path}");
     }
     assert_no_script_errors(&browser, "labels").await;
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logs_page_tails_the_daemon_log_and_filters_by_issue() {
+    let fake = FakeApi::new(busy_snapshot(), sample_issues());
+    fake.push_log("DEMO-1", log_line("sess-1", 1, LogEventKind::Text, "hello"));
+    let (_server, browser) = open(fake.app(), "/logs").await;
+    wait_live(&browser).await;
+    browser
+        .wait_for_text("[data-testid=daemon-log-status]", "Following live")
+        .await
+        .unwrap();
+
+    fake.push_daemon_line(None, "plain text line from the daemon");
+    fake.push_daemon_line(
+        Some("DEMO-1"),
+        r#"{"timestamp":"2026-12-04T10:00:00Z","level":"WARN","fields":{"message":"agent stalled","issue":"DEMO-1"}}"#,
+    );
+    let log = browser.wait_for_text("[data-testid=daemon-log]", "agent stalled").await;
+    let log = check(&browser, "daemon-log", log).await;
+    assert!(log.contains("plain text line from the daemon"), "{log}");
+    assert!(log.contains("issue=DEMO-1") && log.contains("warn"), "{log}");
+
+    // Filter by an issue that has logs: the stream is reopened with ?identifier=.
+    browser
+        .click("[data-testid=daemon-log-filter] option[value=DEMO-1]")
+        .await
+        .unwrap();
+    fake.wait_for_request("GET /logs?identifier=DEMO-1", |r| {
+        r.path == "/logs" && r.query.contains("identifier=DEMO-1")
+    })
+    .await;
+    browser
+        .wait_for_text("[data-testid=daemon-log-status]", "Following live")
+        .await
+        .unwrap();
+    fake.push_daemon_line(None, "not about DEMO-1");
+    fake.push_daemon_line(Some("DEMO-1"), "about DEMO-1");
+    browser
+        .wait_for_text("[data-testid=daemon-log]", "about DEMO-1")
+        .await
+        .unwrap();
+    let lines = browser.find_all("[data-testid=daemon-log-line]").await.unwrap();
+    assert_eq!(lines.len(), 1, "the view restarts with the filter");
+
+    browser.click("[data-testid=clear-all-logs]").await.unwrap();
+    browser.click("[data-testid=confirm-ok]").await.unwrap();
+    fake.wait_for_request("DELETE /logs", |r| r.method == "DELETE" && r.path == "/logs")
+        .await;
+    assert_no_script_errors(&browser, "logs page").await;
     browser.quit().await;
 }

@@ -18,7 +18,8 @@ use axum::routing::any;
 use chrono::{SecondsFormat, Utc};
 use itervox_protocol::api::{
     AddHostRequest, ErrorBody, ErrorEnvelope, HistoryRow, HostRow, HostStatus, InputRequiredRow, IssueComment,
-    OrchestratorState, ProfileDef, RetryRow, RunKind, RunStatus, RunningRow, StateSnapshot, Totals, TrackerIssue,
+    ModelOption, OrchestratorState, ProfileDef, RetryRow, RunKind, RunStatus, RunningRow, StateSnapshot, Totals,
+    TrackerIssue,
 };
 use itervox_protocol::{IssueLogEntry, LogEventKind, LogLevel};
 use itervox_tests::browser::wait_until;
@@ -62,6 +63,8 @@ struct Shared {
     world: Mutex<World>,
     snapshots: watch::Sender<StateSnapshot>,
     log_lines: broadcast::Sender<(String, IssueLogEntry)>,
+    /// Daemon log lines: (the issue they mention, if any; the raw line).
+    daemon_lines: broadcast::Sender<(Option<String>, String)>,
     close_streams: broadcast::Sender<()>,
     /// SSE responses currently being streamed to a client.
     open_streams: Arc<AtomicUsize>,
@@ -94,6 +97,7 @@ impl FakeApi {
     pub fn new(snapshot: StateSnapshot, issues: Vec<TrackerIssue>) -> FakeApi {
         let (snapshots, _) = watch::channel(snapshot.clone());
         let (log_lines, _) = broadcast::channel(256);
+        let (daemon_lines, _) = broadcast::channel(256);
         let (close_streams, _) = broadcast::channel(4);
         FakeApi {
             shared: Arc::new(Shared {
@@ -110,6 +114,7 @@ impl FakeApi {
                 }),
                 snapshots,
                 log_lines,
+                daemon_lines,
                 close_streams,
                 open_streams: Arc::new(AtomicUsize::new(0)),
             }),
@@ -146,6 +151,14 @@ impl FakeApi {
             .or_default()
             .push(entry.clone());
         let _ = self.shared.log_lines.send((identifier.to_string(), entry));
+    }
+
+    /// Sends a line of the daemon's log to `/logs` followers (`issue`: the issue it is about).
+    pub fn push_daemon_line(&self, issue: Option<&str>, line: &str) {
+        let _ = self
+            .shared
+            .daemon_lines
+            .send((issue.map(String::from), line.to_string()));
     }
 
     /// Ends every open SSE stream, as a restarting server would.
@@ -254,7 +267,8 @@ async fn handle(
 
     let segments: Vec<String> = path.trim_start_matches('/').split('/').map(decode).collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let is_stream = matches!(segs.as_slice(), ["events"] | ["issues", _, "log-stream"]);
+    let is_stream =
+        matches!(segs.as_slice(), ["events"] | ["issues", _, "log-stream"] | ["logs"]) && method == Method::GET;
 
     if let Some(token) = world.token.clone() {
         let by_header = authorization.as_deref() == Some(format!("Bearer {token}").as_str());
@@ -403,6 +417,20 @@ async fn handle(
             return log_stream(&shared, id);
         }
         ("GET", ["issues", id, "sublogs"]) => ok(json!(world.sublogs.get(*id).cloned().unwrap_or_default())),
+        ("DELETE", ["issues", id, "sublogs"]) => {
+            world.sublogs.remove(*id);
+            ok(json!({"ok": true}))
+        }
+        ("GET", ["logs", "identifiers"]) => ok(json!(world.logs.keys().collect::<Vec<_>>())),
+        ("DELETE", ["logs"]) => {
+            world.logs.clear();
+            ok(json!({"ok": true}))
+        }
+        ("GET", ["logs"]) => {
+            let filter = query_param(&query, "identifier");
+            drop(world);
+            return daemon_log(&shared, filter);
+        }
         ("DELETE", ["issues", id, "sublogs", session]) => {
             if let Some(entries) = world.sublogs.get_mut(*id) {
                 entries.retain(|e| e.session_id.as_deref() != Some(*session));
@@ -625,6 +653,32 @@ fn log_stream(shared: &Arc<Shared>, identifier: String) -> Response {
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
+/// `/logs`: the daemon's log lines as plain `data:` frames, filtered by `?identifier=`.
+fn daemon_log(shared: &Arc<Shared>, filter: Option<String>) -> Response {
+    let lines = shared.daemon_lines.subscribe();
+    let close = shared.close_streams.subscribe();
+    let guard = OpenStream::new(&shared.open_streams);
+    let stream = futures::stream::unfold(
+        (lines, close, filter, guard),
+        |(mut lines, mut close, filter, guard)| async move {
+            loop {
+                tokio::select! {
+                    line = lines.recv() => {
+                        let (issue, text) = line.ok()?;
+                        if filter.is_some() && issue != filter {
+                            continue;
+                        }
+                        let event = Event::default().data(text);
+                        return Some((Ok::<_, Infallible>(event), (lines, close, filter, guard)));
+                    }
+                    _ = close.recv() => return None,
+                }
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
 // ---- Sample data ------------------------------------------------------------------------------
 
 fn ago(seconds: i64) -> String {
@@ -762,6 +816,13 @@ pub fn busy_snapshot() -> StateSnapshot {
         switch_window_hours: 24,
         agent_mode: Some("solo".into()),
         available_profiles: vec!["backend".into(), "reviewer".into()],
+        available_models: BTreeMap::from([(
+            "claude".to_string(),
+            vec![ModelOption {
+                id: "claude-sonnet-4-5".into(),
+                label: "Sonnet 4.5".into(),
+            }],
+        )]),
         profile_defs,
         reviewer_profile: Some("reviewer".into()),
         auto_review: Some(false),

@@ -133,5 +133,18 @@ const done = arguments[arguments.length - 1];
   store.set({ a: 3, b: 2 });
   eq('store notifies changed keys only', seen, [['a']]);
 
+  const dom = await import('/assets/js/dom.js');
+  eq('safe url https', dom.safeHttpUrl('https://linear.app/x/issue/A-1'), 'https://linear.app/x/issue/A-1');
+  eq('safe url javascript', dom.safeHttpUrl('javascript:alert(1)'), null);
+  eq('safe url relative', dom.safeHttpUrl('/issues/A-1'), null);
+  const text = dom.h('p', {}, '<img src=x onerror=alert(1)>');
+  eq('text stays text', [text.children.length, text.textContent], [0, '<img src=x onerror=alert(1)>']);
+
+  const logs = await import('/assets/js/views/logs.js');
+  eq('daemon line plain', logs.parseDaemonLine('started'), { time: '', level: '', message: 'started', fields: '' });
+  eq('daemon line tracing json', logs.parseDaemonLine('{"timestamp":"2026-01-01T00:00:00Z","level":"INFO","fields":{"message":"polled","issues":3},"target":"itervox"}'),
+    { time: '2026-01-01T00:00:00Z', level: 'info', message: 'polled', fields: 'target=itervox issues=3' });
+  eq('daemon line json array stays text', logs.parseDaemonLine('[1,2]').message, '[1,2]');
+
   done(results);
 })().catch((err) => done([{ name: 'exception', ok: false, got: String(err && err.stack || err), want: '' }]));

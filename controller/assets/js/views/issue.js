@@ -2,7 +2,7 @@
 // actions (cancel, resume, terminate, reanalyze, AI review), profile and backend pickers, the reply
 // box while the agent waits for input, the live log (GET /logs + /log-stream) and sub-agent logs.
 
-import { h, card, chip, empty, setChildren, field } from '../dom.js';
+import { h, card, chip, empty, setChildren, field, externalLink, safeHttpUrl } from '../dom.js';
 import { api, describeError, streamUrl } from '../api.js';
 import { act, confirmAction, toast } from './feedback.js';
 import { elapsed } from './ticker.js';
@@ -95,6 +95,13 @@ class IssuePage {
       h('p', { class: 'meta' }, 'Session logs of the agent and every sub-agent it started, fetched from the host that ran them.'));
     const loadSublogs = h('button', { type: 'button', class: 'button small', dataset: { testid: 'sublogs-load' } }, 'Load sub-agent logs');
     loadSublogs.addEventListener('click', () => this.loadSublogs(loadSublogs));
+    const clearSublogs = h('button', { type: 'button', class: 'button small danger', dataset: { testid: 'sublogs-clear' } }, 'Delete all sub-agent logs');
+    clearSublogs.addEventListener('click', async () => {
+      const { ok } = await confirmAction({ title: `Delete every sub-agent log of ${id}?`, text: 'The session logs are removed from the host that ran them.', okLabel: 'Delete all' });
+      if (!ok) return;
+      const done = await act(clearSublogs, () => api.clearSublogs(id), 'Sub-agent logs deleted');
+      if (done !== undefined) setChildren(this.sublogs, empty('No sub-agent session logs for this issue.', { dataset: { testid: 'sublogs-empty' } }));
+    });
 
     root.append(
       h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/board' }, 'Board'), ' / ', id),
@@ -117,7 +124,7 @@ class IssuePage {
           Object.assign(this.levelSelect, { id: 'log-level' }),
           clearLog),
         this.logList),
-      card('Sub-agent logs', { id: 'issue-sublogs' }, h('div', { class: 'row' }, loadSublogs), this.sublogs));
+      card('Sub-agent logs', { id: 'issue-sublogs' }, h('div', { class: 'row wrap' }, loadSublogs, clearSublogs), this.sublogs));
 
     this.loadIssue();
     this.startLog();
@@ -161,7 +168,7 @@ class IssuePage {
     setChildren(this.headerChips,
       issue?.state ? chip(issue.state, 'label', { title: 'Tracker state' }) : null,
       chip(humanize(orch), STATE_KIND[orch] ?? '', { dataset: { testid: 'issue-orchestrator-state' }, title: 'Orchestrator state' }),
-      issue?.url ? h('a', { href: issue.url, target: '_blank', rel: 'noopener noreferrer' }, 'Open in tracker') : null);
+      issue?.url && safeHttpUrl(issue.url) ? externalLink(issue.url, 'Open in tracker', { dataset: { testid: 'issue-url' } }) : null);
     const meta = [];
     if (issue?.priority) meta.push(`priority ${issue.priority}`);
     if (issue?.labels?.length) meta.push(`labels ${issue.labels.join(', ')}`);

@@ -300,11 +300,17 @@ function profilesCard() {
   };
   load();
 
+  const models = h('div', { class: 'meta', dataset: { testid: 'available-models' } });
   return {
-    el: card('Agent profiles', { id: 'settings-profiles', dataset: { testid: 'settings-profiles' } }, error, list),
+    el: card('Agent profiles', { id: 'settings-profiles', dataset: { testid: 'settings-profiles' } }, error, models, list),
     update(snapshot) {
-      const names = Object.keys(snapshot?.availableModels ?? {});
-      backends = [...new Set(['claude', 'codex', ...names])];
+      const available = snapshot?.availableModels ?? {};
+      backends = [...new Set(['claude', 'codex', ...Object.keys(available)])];
+      const lines = Object.entries(available)
+        .filter(([, list]) => Array.isArray(list) && list.length)
+        .map(([backend, list]) => h('p', { class: 'meta' }, h('strong', {}, `${backend} models: `),
+          list.map((m) => (m.label && m.label !== m.id ? `${m.label} (${m.id})` : m.id)).join(', ')));
+      setChildren(models, lines);
     },
   };
 }
