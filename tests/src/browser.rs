@@ -13,6 +13,12 @@
 //! # Ok(()) }
 //! ```
 //!
+//! End-to-end tests against a real controller follow the same shape: start the `itervox` binary
+//! (see [`crate::binaries::bin_path`]) on a loopback port, point [`Browser::goto`] at its URL, and
+//! drive the page through the `data-testid`s the dashboard exposes (`running-row`, `log-view`,
+//! `action-cancel`, `reply-box`, `add-host-form`, `#token-prompt`, …), asserting with
+//! [`Browser::wait_for_text`] and friends, then [`Browser::script_errors`] at the end.
+//!
 //! Every `Browser` runs its own chromedriver (own process group, free loopback port) and its own
 //! Chromium profile in a temporary folder; dropping it kills both process trees and reaps the
 //! driver. Console output is collected from chromedriver's browser log (`goog:loggingPrefs`), so
@@ -71,7 +77,7 @@ pub enum BrowserError {
     Timeout {
         what: String,
         waited: Duration,
-        /// The last error seen while waiting, if any, as ": <error>".
+        /// The last error seen while waiting, if any, as `": <error>"`.
         last: String,
     },
     #[error("cannot write {path}: {source}")]

@@ -50,17 +50,17 @@ function boot() {
     if (snapshot && typeof snapshot === 'object') store.set(snapshotPatch(snapshot, Date.now()));
   };
 
+  const onSnapshot = (event) => {
+    try {
+      applySnapshot(JSON.parse(event.data));
+    } catch {
+      store.set({ bootError: 'The server sent a snapshot that is not valid JSON; waiting for the next one.' });
+    }
+  };
   const events = new LiveStream({
     url: () => streamUrl('/events'),
-    on: {
-      message: (event) => {
-        try {
-          applySnapshot(JSON.parse(event.data));
-        } catch {
-          store.set({ bootError: 'The server sent a snapshot that is not valid JSON; waiting for the next one.' });
-        }
-      },
-    },
+    // Frames are unnamed (`message`) per the contract; a named `snapshot` event is read the same.
+    on: { message: onSnapshot, snapshot: onSnapshot },
     onStatus: (connection) => store.set({ connection }),
     // After a failure, ask the REST API what is wrong: a 401 hands over to the token prompt (the
     // EventSource cannot tell), a good answer refreshes the figures while the stream reconnects.
