@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 pub mod api;
 pub mod config;
 pub mod daemon_log;
+pub mod dashboard;
 pub mod demo;
 pub mod hosts;
 pub mod issue_logs;
@@ -174,7 +175,7 @@ pub async fn start(
         keep_alive: options.keep_alive,
         shutdown: shutdown.clone(),
     };
-    let app = api::router(state);
+    let app = api::router(state).merge(dashboard::router());
     tracing::info!(%addr, workflow = %options.workflow.path.display(), "Itervox controller listening");
     let sched = scheduler.clone();
     let hub2 = hub.clone();

@@ -1,7 +1,9 @@
 //! Reusable fixtures for the end-to-end tests: where the built binaries are, a real controller process
-//! and an API client, an SSE reader, real `sshd` build hosts, fake tracker and model APIs.
+//! and an API client, an SSE reader, real `sshd` build hosts, fake tracker and model APIs, headless
+//! Chromium.
 
 pub mod binaries;
+pub mod browser;
 pub mod controller;
 pub mod fake_anthropic;
 pub mod fake_github;
