@@ -9,4 +9,5 @@ pub mod fake_anthropic;
 pub mod fake_github;
 pub mod fake_linear;
 pub mod fake_openai;
+pub mod project;
 pub mod sse;
