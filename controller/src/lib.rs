@@ -4,4 +4,5 @@
 //! See ARCHITECTURE.md at the repository root for the map of modules and their invariants.
 
 pub mod config;
+pub mod hosts;
 pub mod tracker;

@@ -1,0 +1,1 @@
+//! Host checks for `itervox doctor`.

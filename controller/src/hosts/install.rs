@@ -1,0 +1,1 @@
+//! Installing the matching `itervox-worker` on a host over an existing SSH connection.
