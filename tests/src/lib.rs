@@ -2,3 +2,4 @@
 //! repositories, real `sshd` build hosts, fake tracker and model APIs, and a running controller.
 
 pub mod binaries;
+pub mod sshd;
