@@ -8,5 +8,6 @@ mod ssh {
     mod auth;
     mod connect;
     mod host_keys;
+    mod install;
     mod liveness;
 }
