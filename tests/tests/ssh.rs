@@ -7,6 +7,7 @@ mod ssh {
 
     mod auth;
     mod connect;
+    mod doctor;
     mod host_keys;
     mod install;
     mod liveness;

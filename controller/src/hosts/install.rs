@@ -182,13 +182,22 @@ impl WorkerLocation {
     }
 }
 
+/// One place the worker may be on a host, as [`locate_worker`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Candidate {
-    path: String,
+pub struct Candidate {
+    /// Absolute path on the host.
+    pub path: String,
     /// Something (a file, maybe not a worker) is at `path`.
-    present: bool,
+    pub present: bool,
     /// First line of its `version` output; empty when it printed nothing or is not executable.
-    version: String,
+    pub version: String,
+}
+
+impl Candidate {
+    /// The parsed version, when the file there is a worker.
+    pub fn worker_version(&self) -> Option<WorkerVersion> {
+        WorkerVersion::parse(&self.version)
+    }
 }
 
 #[derive(Debug)]
@@ -219,6 +228,25 @@ fn parse_probe(stdout: &str) -> Option<Probe> {
     Some(Probe { candidates })
 }
 
+/// Where the worker may be on the connection's host under the `ssh.worker_path` rule (see the module
+/// docs), in search order with the install target last, and what each place holds. One channel.
+pub async fn locate_worker(conn: &SshConnection, worker_path: &str) -> Result<Vec<Candidate>, InstallError> {
+    let location = WorkerLocation::from_config(worker_path);
+    let out = conn
+        .run(&login_shell_command(&location.probe_script()), b"", PROBE_TIMEOUT)
+        .await?;
+    let probe = parse_probe(&out.stdout_text()).ok_or_else(|| InstallError::Probe {
+        host: conn.spec().to_string(),
+        detail: format!(
+            "the probe script gave {} with stdout {:?} and stderr {:?}",
+            out.status,
+            out.stdout_text(),
+            out.stderr_text()
+        ),
+    })?;
+    Ok(probe.candidates)
+}
+
 /// Makes sure the worker at `worker_path` (the `ssh.worker_path` rule, see the module docs) on the
 /// connection's host reports `expected`; otherwise uploads `local_worker_binary` there. Returns the
 /// absolute path to start the worker with.
@@ -230,21 +258,8 @@ pub async fn ensure_worker(
     expected: &WorkerVersion,
 ) -> Result<InstallOutcome, InstallError> {
     let host = conn.spec().to_string();
-    let location = WorkerLocation::from_config(worker_path);
-    let out = conn
-        .run(&login_shell_command(&location.probe_script()), b"", PROBE_TIMEOUT)
-        .await?;
-    let probe = parse_probe(&out.stdout_text()).ok_or_else(|| InstallError::Probe {
-        host: host.clone(),
-        detail: format!(
-            "the probe script gave {} with stdout {:?} and stderr {:?}",
-            out.status,
-            out.stdout_text(),
-            out.stderr_text()
-        ),
-    })?;
-    if let Some(found) = probe
-        .candidates
+    let candidates = locate_worker(conn, worker_path).await?;
+    if let Some(found) = candidates
         .iter()
         .find(|c| WorkerVersion::parse(&c.version).as_ref() == Some(expected))
     {
@@ -259,7 +274,7 @@ pub async fn ensure_worker(
         path: target,
         present,
         version: previous,
-    }) = probe.candidates.last().cloned()
+    }) = candidates.last().cloned()
     else {
         return Err(InstallError::Probe {
             host,

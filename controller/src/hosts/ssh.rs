@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use russh::client::{self, Handle};
@@ -354,7 +355,7 @@ impl SshClient {
             trust: HostKeyTrust::Unchecked,
         });
         tracing::debug!(%host, %user, %method, elapsed_ms = started.elapsed().as_millis() as u64, "SSH connection ready.");
-        Ok(SshConnection {
+        let conn = SshConnection {
             inner: Arc::new(ConnectionInner {
                 handle,
                 spec: spec.clone(),
@@ -364,7 +365,10 @@ impl SshClient {
                 auth_method: method,
                 op_timeout: opts.connect_timeout,
             }),
-        })
+        };
+        // Seeds `last_latency`; a host that cannot answer one keepalive now is not usable anyway.
+        conn.latency(opts.connect_timeout).await?;
+        Ok(conn)
     }
 
     /// The identity file's key, loaded once; a failure is not cached (the operator may fix the file).
@@ -548,13 +552,27 @@ impl SshConnection {
             .send_global_request("keepalive@openssh.com", &[], true);
         match tokio::time::timeout(limit, request).await {
             // OpenSSH answers this request with a failure reply, which is an answer all the same.
-            Ok(Ok(_)) | Ok(Err(russh::Error::RequestDenied)) => Ok(started.elapsed()),
+            Ok(Ok(_)) | Ok(Err(russh::Error::RequestDenied)) => {
+                let rtt = started.elapsed();
+                let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+                self.inner.shared.latency_micros.store(micros, Ordering::Relaxed);
+                Ok(rtt)
+            }
             Ok(Err(_)) => Err(self.disconnected_error()),
             Err(_) => Err(SshError::Timeout {
                 host: self.host(),
                 during: "waiting for a keepalive answer from".to_string(),
                 after: limit,
             }),
+        }
+    }
+
+    /// The round trip measured by the last successful [`SshConnection::latency`] call (one is made
+    /// when the connection is set up); cheap, for status displays.
+    pub fn last_latency(&self) -> Option<Duration> {
+        match self.inner.shared.latency_micros.load(Ordering::Relaxed) {
+            0 => None,
+            micros => Some(Duration::from_micros(micros)),
         }
     }
 

@@ -3,6 +3,7 @@
 //! controller.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use russh::client::{self, DisconnectReason};
@@ -43,6 +44,8 @@ pub(super) struct Shared {
     pub reason: Mutex<Option<String>>,
     /// Set during the key exchange.
     pub host_key: Mutex<Option<HostKeyInfo>>,
+    /// The last measured round trip in microseconds (0 = not measured yet).
+    pub latency_micros: AtomicU64,
 }
 
 impl Shared {
