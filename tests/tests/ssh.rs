@@ -7,6 +7,7 @@ mod ssh {
 
     mod auth;
     mod connect;
+    mod deploy_files;
     mod doctor;
     mod host_keys;
     mod install;
