@@ -366,8 +366,11 @@ impl SshClient {
                 op_timeout: opts.connect_timeout,
             }),
         };
-        // Seeds `last_latency`; a host that cannot answer one keepalive now is not usable anyway.
-        conn.latency(opts.connect_timeout).await?;
+        // Seeds `last_latency`. A server that never answers global requests breaks the SSH spec but
+        // can still run commands, so a missing answer is only logged.
+        if let Err(e) = conn.latency(opts.connect_timeout.min(Duration::from_secs(5))).await {
+            tracing::warn!(%host, error = %e, "No answer to a keepalive right after connecting.");
+        }
         Ok(conn)
     }
 
@@ -756,8 +759,10 @@ mod tests {
 
     #[test]
     fn options_from_config_expand_home_and_disable_keepalive_at_zero() {
-        let mut ssh = SshConfig::default();
-        ssh.keepalive_interval_ms = 0;
+        let mut ssh = SshConfig {
+            keepalive_interval_ms: 0,
+            ..SshConfig::default()
+        };
         let opts = ConnectOptions::from_config(&ssh);
         assert_eq!(opts.keepalive_interval, None);
         if let Some(home) = std::env::var_os("HOME") {
@@ -768,6 +773,22 @@ mod tests {
             ConnectOptions::from_config(&ssh).keepalive_interval,
             Some(Duration::from_millis(500))
         );
+    }
+
+    /// The link's transport holds the parts in `Box<dyn AsyncRead/AsyncWrite + Send + Unpin>` and the
+    /// rest in a `Box<dyn Any + Send + Sync>` guard.
+    #[test]
+    fn channel_parts_fit_a_transport() {
+        fn reader<T: tokio::io::AsyncRead + Send + Unpin + 'static>() {}
+        fn writer<T: tokio::io::AsyncWrite + Send + Unpin + 'static>() {}
+        fn guard<T: std::any::Any + Send + Sync>() {}
+        fn send<T: Send + 'static>() {}
+        reader::<ExecStdout>();
+        writer::<ExecStdin>();
+        guard::<(SshConnection, ExecControl)>();
+        guard::<ExitWatch>();
+        send::<ExecChannel>();
+        send::<SshClient>();
     }
 
     #[test]
