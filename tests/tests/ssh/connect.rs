@@ -167,3 +167,62 @@ async fn nothing_listening_is_a_quick_connect_error() -> anyhow::Result<()> {
     assert!(started.elapsed() < PATIENCE, "took {:?}", started.elapsed());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_over_its_time_limit_is_a_timeout_and_the_connection_stays_usable() -> anyhow::Result<()> {
+    let lab = SshLab::new()?;
+    let host = lab.start_host("127.0.0.2")?;
+    let conn = client(&lab, HostKeyPolicy::AcceptNew)
+        .connect(&host.host_spec())
+        .await?;
+    let err = conn
+        .run("sleep 30", b"", Duration::from_millis(500))
+        .await
+        .expect_err("sleep outlives the limit");
+    assert!(matches!(&err, SshError::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("running `sleep 30` on"), "{err}");
+    assert!(conn.run("true", b"", PATIENCE).await?.status.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_beyond_max_sessions_are_refused_by_name() -> anyhow::Result<()> {
+    let lab = SshLab::new()?;
+    let host = lab.start_host("127.0.0.2")?; // MaxSessions 10, OpenSSH's default
+    let conn = client(&lab, HostKeyPolicy::AcceptNew)
+        .connect(&host.host_spec())
+        .await?;
+    let mut open = Vec::new();
+    for _ in 0..10 {
+        open.push(conn.exec("cat").await?);
+    }
+    let err = conn.exec("cat").await.expect_err("an 11th channel");
+    assert!(matches!(&err, SshError::Channel { .. }), "{err:?}");
+    assert!(err.to_string().contains("MaxSessions"), "{err}");
+    // Closing one (by dropping it) ends it here at once and frees a slot on the host.
+    let first = open.remove(0);
+    let mut exit = first.exit.clone();
+    drop(first);
+    assert_eq!(tokio::time::timeout(PATIENCE, exit.wait()).await?, ExitStatus::Unknown);
+    let mut second = open.remove(0);
+    second.control.close();
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, second.exit.wait()).await?,
+        ExitStatus::Unknown
+    );
+    let mut rest = String::new();
+    second.stdout.read_to_string(&mut rest).await?;
+    assert_eq!(rest, "", "stdout ends after close");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match conn.exec("cat").await {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("slot not free yet: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

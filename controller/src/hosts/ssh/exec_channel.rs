@@ -232,6 +232,7 @@ impl ExitWatch {
 #[derive(Debug)]
 pub struct ExecControl {
     write: Arc<ChannelWriteHalf<Msg>>,
+    released: CancellationToken,
     _release: Arc<ChannelRelease>,
 }
 
@@ -241,9 +242,10 @@ impl ExecControl {
         self.write.signal(signal).await
     }
 
-    /// Closes the channel now.
-    pub async fn close(&self) -> Result<(), russh::Error> {
-        self.write.close().await
+    /// Closes the channel now: the remote command's stdin and stdout are closed, stdout here ends,
+    /// and the exit status becomes whatever had arrived (usually [`ExitStatus::Unknown`]).
+    pub fn close(&self) {
+        self.released.cancel();
     }
 }
 
@@ -280,7 +282,7 @@ pub(super) fn start(
         status: None,
         host,
     };
-    tokio::spawn(pump.run(early, released, ended, exit_tx));
+    tokio::spawn(pump.run(early, released.clone(), ended, exit_tx));
     ExecChannel {
         stdin,
         stdout: ExecStdout {
@@ -292,6 +294,7 @@ pub(super) fn start(
         exit: ExitWatch { rx: exit_rx },
         control: ExecControl {
             write,
+            released,
             _release: release,
         },
     }
@@ -317,29 +320,40 @@ impl Pump {
         exit_tx: watch::Sender<Option<ExitStatus>>,
     ) {
         let mut closed_by_host = false;
+        let mut closed_here = false;
         for msg in early {
             if self.handle(msg).await {
                 closed_by_host = true;
             }
         }
-        let mut close_sent = false;
         while !closed_by_host {
-            let msg = tokio::select! {
+            tokio::select! {
                 // Cancel-safe: `wait` is a plain mpsc receive.
-                msg = self.read.wait() => msg,
-                () = released.cancelled(), if !close_sent => {
-                    close_sent = true;
+                msg = self.read.wait() => match msg {
+                    Some(msg) => closed_by_host = self.handle(msg).await,
+                    None => break,
+                },
+                () = released.cancelled() => {
                     let _ = self.write.close().await;
-                    continue;
+                    self.stdout = None;
+                    // russh forgets a channel as soon as it sends our close and drops the host's
+                    // answering close, so waiting for it would wait forever: take what has already
+                    // arrived and stop.
+                    while let Ok(Some(msg)) = tokio::time::timeout(std::time::Duration::ZERO, self.read.wait()).await {
+                        if self.handle(msg).await {
+                            break;
+                        }
+                    }
+                    closed_here = true;
+                    break;
                 }
-            };
-            match msg {
-                Some(msg) => closed_by_host = self.handle(msg).await,
-                None => break,
             }
         }
         self.flush_stderr(true);
-        if !closed_by_host && let Some(stdout) = self.stdout.take() {
+        if !closed_by_host
+            && !closed_here
+            && let Some(stdout) = self.stdout.take()
+        {
             let _ = stdout
                 .send(Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
