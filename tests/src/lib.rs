@@ -11,3 +11,4 @@ pub mod fake_linear;
 pub mod fake_openai;
 pub mod project;
 pub mod sse;
+pub mod sshd;

@@ -29,7 +29,10 @@ impl IssueSpec {
     }
 
     fn file(&self) -> String {
-        let mut s = format!("---\nidentifier: {}\ntitle: {}\nstate: {}\n", self.id, self.title, self.state);
+        let mut s = format!(
+            "---\nidentifier: {}\ntitle: {}\nstate: {}\n",
+            self.id, self.title, self.state
+        );
         if let Some(p) = self.priority {
             s.push_str(&format!("priority: {p}\n"));
         }
@@ -64,12 +67,20 @@ fn git(dir: &Path, args: &[&str]) {
         .env("GIT_COMMITTER_EMAIL", "test@example.com")
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs git in `dir` and returns its stdout.
 pub fn git_output(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").args(args).current_dir(dir).output().expect("git runs");
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

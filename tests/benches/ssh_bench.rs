@@ -1,0 +1,308 @@
+//! `ssh_bench`: what the native SSH layer costs on the lab's loopback sshd, next to the OpenSSH client
+//! a shell-out design would pay. Run with `cargo bench -p itervox-tests --bench ssh_bench` (as root,
+//! like the SSH tests); `-- --quick` runs fewer rounds.
+//!
+//! Measures (a) a fresh russh connection + `exec true`, (b) one exec channel on a warm connection,
+//! (c) `ssh host true` fresh and through a ControlMaster socket, and (d) streaming a file of 200-byte
+//! lines with `cat` over a warm russh channel versus `ssh host cat file`. Prints a table; asserts
+//! nothing about speed.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use itervox::config::HostKeyPolicy;
+use itervox::hosts::ssh::{SshClient, SshConnection};
+use itervox_tests::sshd::{SshHost, SshLab};
+use tokio::io::AsyncBufReadExt;
+
+const LINE_BYTES: usize = 200;
+
+struct Rounds {
+    fresh: usize,
+    warm: usize,
+    lines: usize,
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<(String, String, String)>,
+}
+
+impl Table {
+    fn latency(&mut self, what: &str, samples: &mut [Duration]) {
+        samples.sort();
+        let median = samples[samples.len() / 2];
+        let p90 = samples[(samples.len() * 9 / 10).min(samples.len() - 1)];
+        let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+        self.rows.push((
+            what.to_string(),
+            format!(
+                "{:.2} ms median, {:.2} ms p90, {:.2} ms mean",
+                ms(median),
+                ms(p90),
+                ms(mean)
+            ),
+            format!("{} runs", samples.len()),
+        ));
+    }
+
+    fn throughput(&mut self, what: &str, lines: usize, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let mb = (lines * LINE_BYTES) as f64 / 1_000_000.0;
+        self.rows.push((
+            what.to_string(),
+            format!("{:.0} lines/s, {:.1} MB/s", lines as f64 / secs, mb / secs),
+            format!("{lines} lines in {:.2} s", secs),
+        ));
+    }
+
+    fn print(&self) {
+        let w0 = self.rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let w1 = self.rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+        println!("\n{:<w0$}  {:<w1$}  sample", "measure", "result");
+        println!("{}  {}  {}", "-".repeat(w0), "-".repeat(w1), "-".repeat(20));
+        for (a, b, c) in &self.rows {
+            println!("{a:<w0$}  {b:<w1$}  {c}");
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rounds = if quick {
+        Rounds {
+            fresh: 5,
+            warm: 20,
+            lines: 50_000,
+        }
+    } else {
+        Rounds {
+            fresh: 30,
+            warm: 300,
+            lines: 500_000,
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(rounds))
+}
+
+async fn run(rounds: Rounds) -> anyhow::Result<()> {
+    let lab = SshLab::new()?;
+    let host = lab.start_host("127.0.0.2")?;
+    lab.trust(&host)?;
+    let client = SshClient::from_config(&itervox::config::SshConfig {
+        strict_host_key_checking: HostKeyPolicy::Yes,
+        ..lab.ssh_config()
+    });
+    let spec = host.host_spec();
+    let mut table = Table::default();
+    println!(
+        "ssh_bench: OpenSSH sshd on {} ({} build)",
+        host.spec(),
+        if cfg!(debug_assertions) { "debug" } else { "release" }
+    );
+
+    // (a) Fresh russh connection (TCP, key exchange, host key check, auth) + `exec true`.
+    let mut samples = Vec::new();
+    for _ in 0..rounds.fresh {
+        let started = Instant::now();
+        let conn = client.connect(&spec).await?;
+        check_true(&conn).await?;
+        samples.push(started.elapsed());
+        conn.disconnect().await;
+    }
+    table.latency("(a) russh: fresh connection + exec true", &mut samples);
+
+    // (b) One more exec channel on a warm connection.
+    let conn = client.connect(&spec).await?;
+    let mut samples = Vec::new();
+    for _ in 0..rounds.warm {
+        let started = Instant::now();
+        check_true(&conn).await?;
+        samples.push(started.elapsed());
+    }
+    table.latency("(b) russh: exec true on a warm connection", &mut samples);
+    let mut samples = Vec::new();
+    for _ in 0..rounds.warm {
+        samples.push(conn.latency(Duration::from_secs(20)).await?);
+    }
+    table.latency("    russh: keepalive round trip (latency())", &mut samples);
+
+    // (c) The OpenSSH client: fresh, then through a ControlMaster socket.
+    let ssh = OpenSsh::new(&lab, &host);
+    let mut samples = Vec::new();
+    for _ in 0..rounds.fresh {
+        let started = Instant::now();
+        ssh.run_true(None)?;
+        samples.push(started.elapsed());
+    }
+    table.latency("(c) ssh host true (fresh process + connection)", &mut samples);
+    let control = lab.dir().join("control.sock");
+    ssh.start_master(&control)?;
+    let mut samples = Vec::new();
+    for _ in 0..rounds.warm {
+        let started = Instant::now();
+        ssh.run_true(Some(&control))?;
+        samples.push(started.elapsed());
+    }
+    table.latency("    ssh host true via ControlMaster", &mut samples);
+    ssh.stop_master(&control);
+
+    // (d) Streaming a worker-like log: a file of 200-byte lines, read line by line.
+    let file = host.home().join("lines.txt");
+    write_lines(&file, rounds.lines)?;
+    let command = format!("cat {}", file.display());
+    let started = Instant::now();
+    let channel = conn.exec(&command).await?;
+    let mut lines = tokio::io::BufReader::with_capacity(64 * 1024, channel.stdout).lines();
+    let mut count = 0usize;
+    while let Some(line) = lines.next_line().await? {
+        if line.len() + 1 != LINE_BYTES {
+            bail!("line {count} has {} bytes", line.len() + 1);
+        }
+        count += 1;
+    }
+    table.throughput("(d) russh: cat over a warm channel", count, started.elapsed());
+    if count != rounds.lines {
+        bail!("russh read {count} lines of {}", rounds.lines);
+    }
+    let started = Instant::now();
+    let count = ssh.count_lines(&command)?;
+    table.throughput("    ssh host cat file", count, started.elapsed());
+    if count != rounds.lines {
+        bail!("ssh read {count} lines of {}", rounds.lines);
+    }
+
+    conn.disconnect().await;
+    table.print();
+    Ok(())
+}
+
+async fn check_true(conn: &SshConnection) -> anyhow::Result<()> {
+    let out = conn.run("true", b"", Duration::from_secs(20)).await?;
+    if !out.status.success() {
+        bail!("`true` failed: {out:?}");
+    }
+    Ok(())
+}
+
+fn write_lines(path: &Path, lines: usize) -> anyhow::Result<()> {
+    let line = format!("{{\"seq\":0,\"text\":\"{}\"}}\n", "x".repeat(LINE_BYTES - 20));
+    assert_eq!(line.len(), LINE_BYTES);
+    let mut text = String::with_capacity(lines * LINE_BYTES);
+    for _ in 0..lines {
+        text.push_str(&line);
+    }
+    fs_err::write(path, text)?;
+    Ok(())
+}
+
+/// The OpenSSH client with the lab's key and known_hosts, nothing from ~/.ssh.
+struct OpenSsh {
+    args: Vec<String>,
+    destination: String,
+}
+
+impl OpenSsh {
+    fn new(lab: &SshLab, host: &SshHost) -> OpenSsh {
+        let args = [
+            "-F",
+            "/dev/null",
+            "-T",
+            "-i",
+            &lab.client_key().private_key.display().to_string(),
+            "-p",
+            &host.port().to_string(),
+            "-o",
+            &format!("UserKnownHostsFile={}", lab.known_hosts().display()),
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        OpenSsh {
+            args,
+            destination: format!("root@{}", host.addr()),
+        }
+    }
+
+    fn command(&self, control: Option<&Path>) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(&self.args);
+        if let Some(socket) = control {
+            cmd.arg("-o").arg(format!("ControlPath={}", socket.display()));
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    fn run_true(&self, control: Option<&Path>) -> anyhow::Result<()> {
+        let out = self
+            .command(control)
+            .arg(&self.destination)
+            .arg("true")
+            .output()
+            .context("running ssh")?;
+        if !out.status.success() {
+            bail!("ssh true failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    fn start_master(&self, control: &Path) -> anyhow::Result<()> {
+        let out = self
+            .command(Some(control))
+            .args(["-M", "-f", "-N", "-o", "ControlPersist=yes"])
+            .arg(&self.destination)
+            .output()?;
+        if !out.status.success() {
+            bail!("ssh ControlMaster failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    fn stop_master(&self, control: &Path) {
+        let _ = self
+            .command(Some(control))
+            .args(["-O", "exit"])
+            .arg(&self.destination)
+            .output();
+    }
+
+    fn count_lines(&self, command: &str) -> anyhow::Result<usize> {
+        let mut child = self
+            .command(None)
+            .arg(&self.destination)
+            .arg(command)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().context("ssh stdout")?;
+        let mut count = 0;
+        for line in BufReader::with_capacity(64 * 1024, stdout).lines() {
+            let line = line?;
+            if line.len() + 1 != LINE_BYTES {
+                bail!("line {count} has {} bytes", line.len() + 1);
+            }
+            count += 1;
+        }
+        child.wait()?;
+        Ok(count)
+    }
+}
