@@ -3,5 +3,14 @@
 //! worker protocol on stdio.
 
 pub mod agent;
+pub mod atomic_file;
 pub mod demo_agent;
+pub mod file_lock;
+pub mod hooks;
+pub mod host_info;
+pub mod identifier;
+pub mod layout;
+pub mod line_reader;
+pub mod process_group;
+pub mod process_identity;
 pub mod sublogs;
