@@ -13,4 +13,5 @@ pub mod layout;
 pub mod line_reader;
 pub mod process_group;
 pub mod process_identity;
+pub mod workspace;
 pub mod sublogs;
