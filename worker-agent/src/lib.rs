@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod atomic_file;
+pub mod cli;
 pub mod demo_agent;
 pub mod file_lock;
 pub mod hooks;
@@ -13,5 +14,7 @@ pub mod layout;
 pub mod line_reader;
 pub mod process_group;
 pub mod process_identity;
+pub mod serve;
+pub mod session;
 pub mod workspace;
 pub mod sublogs;
