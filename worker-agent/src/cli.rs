@@ -64,9 +64,7 @@ fn runtime(multi_thread: bool) -> std::io::Result<tokio::runtime::Runtime> {
     if multi_thread {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()
     } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
     }
 }
 
@@ -99,11 +97,7 @@ pub fn run() -> ExitCode {
             };
             match runtime(true) {
                 Ok(rt) => {
-                    rt.block_on(crate::serve::serve(
-                        tokio::io::stdin(),
-                        tokio::io::stdout(),
-                        self_exe,
-                    ));
+                    rt.block_on(crate::serve::serve(tokio::io::stdin(), tokio::io::stdout(), self_exe));
                     // Blocking tasks (a read of a stdin that never ends, for one) must not hold the exit.
                     rt.shutdown_timeout(std::time::Duration::from_secs(1));
                     ExitCode::SUCCESS
@@ -116,12 +110,10 @@ pub fn run() -> ExitCode {
         }
         Command::Supervise { dir } => {
             init_tracing();
-            let result = runtime(false)
-                .map_err(|e| e.to_string())
-                .and_then(|rt| {
-                    rt.block_on(crate::session::supervisor::supervise(&dir))
-                        .map_err(|e| e.to_string())
-                });
+            let result = runtime(false).map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(crate::session::supervisor::supervise(&dir))
+                    .map_err(|e| e.to_string())
+            });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -152,6 +144,9 @@ mod tests {
             Command::DemoAgent { args } => assert_eq!(args, ["-p", "--resume", "x"]),
             other => panic!("{other:?}"),
         }
-        assert!(Cli::try_parse_from(["itervox-worker", "serve"]).is_err(), "--stdio is required");
+        assert!(
+            Cli::try_parse_from(["itervox-worker", "serve"]).is_err(),
+            "--stdio is required"
+        );
     }
 }

@@ -88,12 +88,7 @@ pub struct HookRun {
 }
 
 /// Runs `script` with `sh -c` and waits for it (or its timeout, or `cancel`).
-pub async fn run_hook(
-    kind: HookKind,
-    script: &str,
-    ctx: &HookContext<'_>,
-    cancel: &CancellationToken,
-) -> HookRun {
+pub async fn run_hook(kind: HookKind, script: &str, ctx: &HookContext<'_>, cancel: &CancellationToken) -> HookRun {
     let started = Instant::now();
     let mut run = HookRun {
         kind,
@@ -124,11 +119,7 @@ struct Captured {
     truncated: bool,
 }
 
-async fn run_inner(
-    script: &str,
-    ctx: &HookContext<'_>,
-    cancel: &CancellationToken,
-) -> std::io::Result<Captured> {
+async fn run_inner(script: &str, ctx: &HookContext<'_>, cancel: &CancellationToken) -> std::io::Result<Captured> {
     let (reader, writer) = std::io::pipe()?;
     let mut child = {
         let mut cmd = Command::new("sh");
@@ -220,9 +211,7 @@ impl HookRun {
     pub fn describe_result(&self) -> String {
         match &self.result {
             HookResult::Succeeded => "succeeded".to_string(),
-            HookResult::Failed {
-                exit_code: Some(code),
-            } => format!("failed with exit code {code}"),
+            HookResult::Failed { exit_code: Some(code) } => format!("failed with exit code {code}"),
             HookResult::Failed { exit_code: None } => "was killed by a signal".to_string(),
             HookResult::TimedOut => format!("timed out after {:?}", self.timeout),
             HookResult::Cancelled => "was cancelled".to_string(),

@@ -42,9 +42,7 @@ pub fn expand_root(raw: &str, home: Option<&Path>) -> Result<PathBuf, LayoutErro
     if raw_trimmed.is_empty() {
         return Err(LayoutError::Empty);
     }
-    let no_home = || LayoutError::NoHome {
-        raw: raw.to_string(),
-    };
+    let no_home = || LayoutError::NoHome { raw: raw.to_string() };
     if raw_trimmed == "~" {
         return home.map(Path::to_path_buf).ok_or_else(no_home);
     }
@@ -141,8 +139,7 @@ impl Layout {
 
     /// The record `prepare_workspace` writes for an issue's worktree.
     pub fn workspace_record(&self, issue: &str) -> PathBuf {
-        self.records_dir()
-            .join(format!("{}.json", sanitise_identifier(issue)))
+        self.records_dir().join(format!("{}.json", sanitise_identifier(issue)))
     }
 
     pub fn locks_dir(&self) -> PathBuf {

@@ -16,5 +16,5 @@ pub mod process_group;
 pub mod process_identity;
 pub mod serve;
 pub mod session;
-pub mod workspace;
 pub mod sublogs;
+pub mod workspace;

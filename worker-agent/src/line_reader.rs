@@ -9,7 +9,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 pub enum Line {
     Complete(Vec<u8>),
     /// The line was longer than the cap; its bytes were dropped. `len` is its full length.
-    TooLong { len: usize },
+    TooLong {
+        len: usize,
+    },
 }
 
 /// A cancel-safe line reader: bytes already taken from the stream are kept in the reader, so dropping a

@@ -16,8 +16,8 @@ use std::time::Duration;
 use chrono::Utc;
 use itervox_protocol::PROTOCOL_VERSION;
 use itervox_protocol::worker::{
-    Attached, ControllerFrame, ControllerHello, Empty, MAX_FRAME_BYTES, Pong, Request, RequestBody,
-    RequestId, SessionList, SessionStatus, WorkerFrame, WorkerHello,
+    Attached, ControllerFrame, ControllerHello, Empty, MAX_FRAME_BYTES, Pong, Request, RequestBody, RequestId,
+    SessionList, SessionStatus, WorkerFrame, WorkerHello,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -229,21 +229,13 @@ impl Server {
     }
 
     /// Answers one request (`None` when it answered itself, as `attach` does).
-    async fn handle(
-        self: &Arc<Self>,
-        ready: Ready,
-        req: Request,
-    ) -> Result<Option<WorkerFrame>, AnswerError> {
+    async fn handle(self: &Arc<Self>, ready: Ready, req: Request) -> Result<Option<WorkerFrame>, AnswerError> {
         let id = req.id;
         let Ready { layout, sessions } = ready;
         let answer = match req.body {
-            RequestBody::PrepareWorkspace(p) => {
-                WorkerFrame::ok(id, &workspace::prepare(&layout, &p, Utc::now).await?)
-            }
+            RequestBody::PrepareWorkspace(p) => WorkerFrame::ok(id, &workspace::prepare(&layout, &p, Utc::now).await?),
             RequestBody::StartSession(s) => WorkerFrame::ok(id, &sessions.start(s, Utc::now()).await?),
-            RequestBody::SendInput(s) => {
-                WorkerFrame::ok(id, &sessions.send_input(s, Utc::now()).await?)
-            }
+            RequestBody::SendInput(s) => WorkerFrame::ok(id, &sessions.send_input(s, Utc::now()).await?),
             RequestBody::Cancel(c) => WorkerFrame::ok(id, &sessions.cancel(c, Utc::now()).await?),
             RequestBody::Attach(a) => {
                 let sd = sessions.existing_dir(&a.session_id)?;

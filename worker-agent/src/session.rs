@@ -85,9 +85,7 @@ impl SessionDir {
     pub fn read_state(&self) -> Result<SessionState, SessionError> {
         atomic_file::read_json(&self.state())
             .map_err(SessionError::from_json)?
-            .ok_or_else(|| SessionError::Unknown {
-                id: self.session_id(),
-            })
+            .ok_or_else(|| SessionError::Unknown { id: self.session_id() })
     }
 
     /// Writes state.json (callers hold the state lock).
@@ -102,10 +100,7 @@ impl SessionDir {
     }
 
     /// Read-modify-write of state.json under the state lock.
-    pub fn update_state(
-        &self,
-        f: impl FnOnce(&mut SessionState),
-    ) -> Result<SessionState, SessionError> {
+    pub fn update_state(&self, f: impl FnOnce(&mut SessionState)) -> Result<SessionState, SessionError> {
         let _lock = self.lock_state()?;
         let mut state = self.read_state()?;
         f(&mut state);

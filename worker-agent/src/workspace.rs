@@ -15,8 +15,7 @@ use chrono::{DateTime, Utc};
 use git2::{BranchType, Repository, WorktreeAddOptions, WorktreePruneOptions};
 use itervox_protocol::IssueLogEntry;
 use itervox_protocol::worker::{
-    Hooks, PrepareWorkspace, PreparedWorkspace, RemoveWorkspace, WorkspaceInfo, WorkspaceList,
-    WorkspaceRemoved,
+    Hooks, PrepareWorkspace, PreparedWorkspace, RemoveWorkspace, WorkspaceInfo, WorkspaceList, WorkspaceRemoved,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -39,11 +38,7 @@ pub enum WorkspaceError {
     #[error("{path} exists but is not a directory")]
     NotADirectory { path: PathBuf },
     #[error("`git {args}` failed for {repo}: {output}")]
-    Git {
-        repo: String,
-        args: String,
-        output: String,
-    },
+    Git { repo: String, args: String, output: String },
     #[error("base branch {branch:?} not found in {repo} (mirror {mirror})")]
     BaseBranchMissing {
         branch: String,
@@ -63,10 +58,7 @@ pub enum WorkspaceError {
         mirror: PathBuf,
     },
     #[error("{message}")]
-    HookFailed {
-        message: String,
-        log: Vec<IssueLogEntry>,
-    },
+    HookFailed { message: String, log: Vec<IssueLogEntry> },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -123,22 +115,15 @@ fn non_empty(script: &Option<String>) -> Option<&str> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
 ) -> Result<T, WorkspaceError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| WorkspaceError::Io {
-            context: "a blocking workspace task failed".to_string(),
-            source: std::io::Error::other(e),
-        })?
+    tokio::task::spawn_blocking(f).await.map_err(|e| WorkspaceError::Io {
+        context: "a blocking workspace task failed".to_string(),
+        source: std::io::Error::other(e),
+    })?
 }
 
 async fn lock_issue(layout: &Layout, issue: &str) -> Result<FileLock, WorkspaceError> {
-    let path = layout
-        .locks_dir()
-        .join(format!("{}.lock", sanitise_identifier(issue)));
-    blocking(move || {
-        FileLock::exclusive(&path).map_err(WorkspaceError::io("cannot lock the issue's workspace"))
-    })
-    .await
+    let path = layout.locks_dir().join(format!("{}.lock", sanitise_identifier(issue)));
+    blocking(move || FileLock::exclusive(&path).map_err(WorkspaceError::io("cannot lock the issue's workspace"))).await
 }
 
 /// Makes sure the issue's worktree exists (see the module docs).
@@ -207,12 +192,7 @@ pub async fn prepare(
         log.extend(run.log_entries(now()));
         if !run.succeeded() {
             // Remove the new worktree so the retry runs after_create again.
-            let (mirror, name, path2, branch) = (
-                mirror.clone(),
-                name.clone(),
-                path.clone(),
-                req.branch.clone(),
-            );
+            let (mirror, name, path2, branch) = (mirror.clone(), name.clone(), path.clone(), req.branch.clone());
             let undone = blocking(move || {
                 remove_worktree(&mirror, &name, &path2)?;
                 if created_branch {
@@ -267,11 +247,7 @@ fn add_worktree(
         }
         // A leftover entry whose folder is gone (deleted by hand, or a crash mid-creation).
         existing
-            .prune(Some(
-                WorktreePruneOptions::new()
-                    .valid(true)
-                    .working_tree(false),
-            ))
+            .prune(Some(WorktreePruneOptions::new().valid(true).working_tree(false)))
             .map_err(WorkspaceError::git2(mirror))?;
     }
     let (branch_ref, created) = match repo.find_branch(branch, BranchType::Local) {
@@ -303,12 +279,9 @@ fn add_worktree(
 
 /// The commit of the base branch: the freshly fetched remote-tracking ref, else a local branch.
 fn base_commit<'r>(repo: &'r Repository, base: &str) -> Option<git2::Commit<'r>> {
-    [
-        format!("refs/remotes/origin/{base}"),
-        format!("refs/heads/{base}"),
-    ]
-    .iter()
-    .find_map(|r| repo.find_reference(r).ok()?.peel_to_commit().ok())
+    [format!("refs/remotes/origin/{base}"), format!("refs/heads/{base}")]
+        .iter()
+        .find_map(|r| repo.find_reference(r).ok()?.peel_to_commit().ok())
 }
 
 fn delete_branch(mirror: &Path, branch: &str) -> Result<(), WorkspaceError> {
@@ -388,8 +361,7 @@ pub async fn remove(
         Some(mirror) if mirror.exists() => remove_worktree(&mirror, &name, &path2),
         _ => {
             if path2.exists() {
-                fs_err::remove_dir_all(&path2)
-                    .map_err(WorkspaceError::io("cannot delete the worktree"))?;
+                fs_err::remove_dir_all(&path2).map_err(WorkspaceError::io("cannot delete the worktree"))?;
             }
             Ok(())
         }
@@ -400,10 +372,7 @@ pub async fn remove(
     {
         tracing::warn!(path = %record_path.display(), error = %e, "Cannot delete the workspace record.");
     }
-    Ok(WorkspaceRemoved {
-        removed: exists,
-        log,
-    })
+    Ok(WorkspaceRemoved { removed: exists, log })
 }
 
 /// Every worktree under the root, with its branch and size on disk.

@@ -50,7 +50,17 @@ fn long_identifiers_are_capped_with_a_distinguishing_hash() {
 #[test]
 fn sanitised_names_are_always_one_plain_component() {
     let nasty = [
-        "", ".", "..", "../..", "/", "/etc/passwd", "a/../../b", "\0", "..\0..", "~", "-rf",
+        "",
+        ".",
+        "..",
+        "../..",
+        "/",
+        "/etc/passwd",
+        "a/../../b",
+        "\0",
+        "..\0..",
+        "~",
+        "-rf",
     ];
     for input in nasty {
         let s = sanitise_identifier(input);

@@ -11,7 +11,10 @@ fn expansion() {
         PathBuf::from("/home/u/.itervox/workspaces")
     );
     assert_eq!(expand_root("/srv/w", None).unwrap(), PathBuf::from("/srv/w"));
-    assert_eq!(expand_root("rel/w", Some(home)).unwrap(), PathBuf::from("/home/u/rel/w"));
+    assert_eq!(
+        expand_root("rel/w", Some(home)).unwrap(),
+        PathBuf::from("/home/u/rel/w")
+    );
     assert!(matches!(expand_root("~/x", None), Err(LayoutError::NoHome { .. })));
     assert!(matches!(expand_root("  ", Some(home)), Err(LayoutError::Empty)));
 }

@@ -29,10 +29,7 @@ async fn terminate_kills_the_whole_group_including_grandchildren() {
 
     let status = child.terminate(Duration::from_secs(5)).await.unwrap();
     assert!(!status.success());
-    wait_until("the grandchild to die", || {
-        ProcessIdentity::of(grandchild).is_none()
-    })
-    .await;
+    wait_until("the grandchild to die", || ProcessIdentity::of(grandchild).is_none()).await;
     assert!(!group_exists(child.pid()) || ProcessIdentity::of(grandchild).is_none());
 }
 
@@ -56,7 +53,10 @@ async fn sweep_ends_leftovers_of_an_exited_leader() {
     let status = child.wait().await.unwrap();
     assert!(status.success());
     let bg = read_pid(&pidfile).unwrap();
-    assert!(ProcessIdentity::of(bg).is_some(), "the background sleep outlived its leader");
+    assert!(
+        ProcessIdentity::of(bg).is_some(),
+        "the background sleep outlived its leader"
+    );
     sweep_group(child.pid(), Duration::from_secs(2), false).await;
     wait_until("the leftover to die", || ProcessIdentity::of(bg).is_none()).await;
 }

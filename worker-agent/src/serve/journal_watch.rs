@@ -68,11 +68,7 @@ impl JournalWatch {
 
     /// True when changes are pushed (not only polled).
     pub fn is_watching(&self) -> bool {
-        self.inner
-            .ops
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        self.inner.ops.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     /// Follows changes in `dir`.

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use itervox_protocol::worker::{
-    Cancel, Cancelled, SendInput, SessionExit, SessionInfo, SessionStarted, SessionStatus,
-    StartSession,
+    Cancel, Cancelled, SendInput, SessionExit, SessionInfo, SessionStarted, SessionStatus, StartSession,
 };
 use nix::sys::signal::Signal;
 
@@ -31,12 +30,10 @@ pub struct Sessions {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SessionError> + Send + 'static,
 ) -> Result<T, SessionError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SessionError::Io {
-            context: "a blocking session task failed".to_string(),
-            source: std::io::Error::other(e),
-        })?
+    tokio::task::spawn_blocking(f).await.map_err(|e| SessionError::Io {
+        context: "a blocking session task failed".to_string(),
+        source: std::io::Error::other(e),
+    })?
 }
 
 impl Sessions {
@@ -65,11 +62,7 @@ impl Sessions {
     }
 
     /// Creates the session folder and starts the supervisor of turn 1.
-    pub async fn start(
-        &self,
-        req: StartSession,
-        now: DateTime<Utc>,
-    ) -> Result<SessionStarted, SessionError> {
+    pub async fn start(&self, req: StartSession, now: DateTime<Utc>) -> Result<SessionStarted, SessionError> {
         validate_session_id(&req.session_id)?;
         let workspace = PathBuf::from(&req.workspace);
         if !workspace.is_dir() {
@@ -133,11 +126,7 @@ impl Sessions {
     }
 
     /// Starts the next turn of an exited session, resuming the agent's own session.
-    pub async fn send_input(
-        &self,
-        req: SendInput,
-        now: DateTime<Utc>,
-    ) -> Result<SessionStarted, SessionError> {
+    pub async fn send_input(&self, req: SendInput, now: DateTime<Utc>) -> Result<SessionStarted, SessionError> {
         let sd = self.dir(&req.session_id)?;
         let exe = self.self_exe.clone();
         blocking(move || {
@@ -209,9 +198,7 @@ impl Sessions {
             return Ok(Cancelled { cancelled: false });
         };
         // Wait for the supervisor to record the end of the turn.
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_millis(grace_ms)
-            + Duration::from_secs(15);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(grace_ms) + Duration::from_secs(15);
         loop {
             let sd2 = sd.clone();
             let current = blocking(move || reconcile(&sd2, Utc::now())).await?;

@@ -277,12 +277,7 @@ fn open_journal(path: &Path) -> std::io::Result<Option<OpenJournal>> {
 
 /// Reads complete lines from `j` into `out` (filtering by seq) until EOF or the budget. True when the
 /// budget stopped it.
-fn read_lines(
-    j: &mut OpenJournal,
-    next_seq: &mut u64,
-    out: &mut Vec<u8>,
-    budget: usize,
-) -> std::io::Result<bool> {
+fn read_lines(j: &mut OpenJournal, next_seq: &mut u64, out: &mut Vec<u8>, budget: usize) -> std::io::Result<bool> {
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
         if out.len() >= budget {

@@ -19,8 +19,8 @@ pub fn reconcile(sd: &SessionDir, now: DateTime<Utc>) -> Result<SessionState, Se
     let _state_lock = sd.lock_state()?;
     let mut state = sd.read_state()?;
     // A live supervisor holds this lock for its whole life: while it is held, all is well.
-    let Some(_supervisor_lock) = FileLock::try_exclusive(&sd.supervisor_lock())
-        .map_err(SessionError::io("cannot probe the supervisor lock"))?
+    let Some(_supervisor_lock) =
+        FileLock::try_exclusive(&sd.supervisor_lock()).map_err(SessionError::io("cannot probe the supervisor lock"))?
     else {
         return Ok(state);
     };
@@ -65,8 +65,8 @@ pub fn fail_turn(
     error: String,
     now: DateTime<Utc>,
 ) -> Result<(), SessionError> {
-    let mut journal = JournalWriter::open(sd.path(), DEFAULT_CAP_BYTES)
-        .map_err(SessionError::io("cannot open the journal"))?;
+    let mut journal =
+        JournalWriter::open(sd.path(), DEFAULT_CAP_BYTES).map_err(SessionError::io("cannot open the journal"))?;
     let workspace = read_file::<StartSession>(&sd.spec())
         .ok()
         .flatten()
@@ -84,8 +84,7 @@ pub fn fail_turn(
         rate_limit_reset_at: None,
         rate_limited: false,
     };
-    crate::atomic_file::write_json(&sd.exit(), &exit)
-        .map_err(SessionError::io("cannot write exit.json"))?;
+    crate::atomic_file::write_json(&sd.exit(), &exit).map_err(SessionError::io("cannot write exit.json"))?;
     state.status = Phase::Exited;
     state.last_seq = exit.seq;
     state.agent = None;
@@ -117,13 +116,12 @@ fn complete_journal(sd: &SessionDir, state: &SessionState) -> Result<(), Session
         return Ok(());
     };
     if exit.turn != state.turn
-        || journal::last_seq(sd.path()).map_err(SessionError::io("cannot read the journal"))?
-            >= exit.seq
+        || journal::last_seq(sd.path()).map_err(SessionError::io("cannot read the journal"))? >= exit.seq
     {
         return Ok(());
     }
-    let mut journal = JournalWriter::open(sd.path(), DEFAULT_CAP_BYTES)
-        .map_err(SessionError::io("cannot open the journal"))?;
+    let mut journal =
+        JournalWriter::open(sd.path(), DEFAULT_CAP_BYTES).map_err(SessionError::io("cannot open the journal"))?;
     let io = |e| SessionError::io("cannot append to the journal")(e);
     if exit.status == ExitStatus::InputRequired && journal.next_seq() + 1 == exit.seq {
         journal

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use itervox_protocol::worker::{
-    ExitStatus, InputRequiredEvent, LogEvent, MAX_FRAME_BYTES, SessionEvent, SessionExit,
-    StartSession, TurnEvent,
+    ExitStatus, InputRequiredEvent, LogEvent, MAX_FRAME_BYTES, SessionEvent, SessionExit, StartSession, TurnEvent,
 };
 use itervox_protocol::{IssueLogEntry, LogEventKind, LogLevel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,7 +93,10 @@ pub async fn run_current_turn(
 ) -> Result<(), SessionError> {
     let sd = SessionDir::new(dir);
     let layout = Layout::of_session_dir(dir).ok_or_else(|| SessionError::BadRequest {
-        message: format!("{} is not a session folder (<root>/.itervox/sessions/<id>)", dir.display()),
+        message: format!(
+            "{} is not a session folder (<root>/.itervox/sessions/<id>)",
+            dir.display()
+        ),
     })?;
 
     let me = ProcessIdentity::current();
@@ -111,18 +113,21 @@ pub async fn run_current_turn(
 
     // A previous turn's supervisor may still be running after_run; the turn starts after it.
     let lock_path = sd.supervisor_lock();
-    let _lock = blocking(move || {
-        FileLock::exclusive(&lock_path).map_err(SessionError::io("cannot take the supervisor lock"))
-    })
-    .await?;
+    let _lock =
+        blocking(move || FileLock::exclusive(&lock_path).map_err(SessionError::io("cannot take the supervisor lock")))
+            .await?;
 
-    let spec: StartSession = read_file(&sd.spec())?
-        .ok_or_else(|| SessionError::Corrupt(format!("{} is missing", sd.spec().display())))?;
+    let spec: StartSession =
+        read_file(&sd.spec())?.ok_or_else(|| SessionError::Corrupt(format!("{} is missing", sd.spec().display())))?;
     let order: TurnOrder = read_file(&sd.turn_order())?
         .ok_or_else(|| SessionError::Corrupt(format!("{} is missing", sd.turn_order().display())))?;
     let state = sd.read_state()?;
     if state.status != Phase::Running || state.turn != order.turn {
-        tracing::warn!(turn = order.turn, state_turn = state.turn, "The turn this supervisor was started for is not current; exiting.");
+        tracing::warn!(
+            turn = order.turn,
+            state_turn = state.turn,
+            "The turn this supervisor was started for is not current; exiting."
+        );
         return Ok(());
     }
     if let Some(c) = read_file::<CancelRequest>(&sd.cancel())?
@@ -130,8 +135,7 @@ pub async fn run_current_turn(
     {
         cancel.cancel();
     }
-    let journal = JournalWriter::open(dir, DEFAULT_CAP_BYTES)
-        .map_err(SessionError::io("cannot open the journal"))?;
+    let journal = JournalWriter::open(dir, DEFAULT_CAP_BYTES).map_err(SessionError::io("cannot open the journal"))?;
     let mut turn = Supervisor {
         sd,
         layout,
@@ -173,12 +177,10 @@ fn listen_for_signals(cancel: CancellationToken) -> Result<(), SessionError> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SessionError> + Send + 'static,
 ) -> Result<T, SessionError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SessionError::Io {
-            context: "a blocking session task failed".to_string(),
-            source: std::io::Error::other(e),
-        })?
+    tokio::task::spawn_blocking(f).await.map_err(|e| SessionError::Io {
+        context: "a blocking session task failed".to_string(),
+        source: std::io::Error::other(e),
+    })?
 }
 
 struct Supervisor {
@@ -213,11 +215,7 @@ impl Supervisor {
         self.emit(|seq| {
             entry.session_id = Some(session_id.clone());
             entry.seq = Some(seq);
-            SessionEvent::Log(LogEvent {
-                session_id,
-                seq,
-                entry,
-            })
+            SessionEvent::Log(LogEvent { session_id, seq, entry })
         });
     }
 
@@ -261,11 +259,7 @@ impl Supervisor {
             return;
         }
         self.last_state_refresh = Instant::now();
-        let (last_seq, session_ref, turn) = (
-            self.journal.last_seq(),
-            self.agent_session_ref.clone(),
-            self.order.turn,
-        );
+        let (last_seq, session_ref, turn) = (self.journal.last_seq(), self.agent_session_ref.clone(), self.order.turn);
         let result = self.sd.update_state(|s| {
             s.last_seq = s.last_seq.max(last_seq);
             if s.turn == turn && session_ref.is_some() {
@@ -390,8 +384,8 @@ impl Supervisor {
         let mut parser = (self.parser_for)(self.spec.backend);
         let mut reader = LineReader::new(stdout, MAX_FRAME_BYTES);
         let read_timeout = (self.spec.read_timeout_ms > 0).then(|| Duration::from_millis(self.spec.read_timeout_ms));
-        let turn_deadline = (self.spec.turn_timeout_ms > 0)
-            .then(|| Instant::now() + Duration::from_millis(self.spec.turn_timeout_ms));
+        let turn_deadline =
+            (self.spec.turn_timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(self.spec.turn_timeout_ms));
         let mut last_output = Instant::now();
         let mut stop = loop {
             let read_deadline = read_timeout.map(|t| last_output + t);
@@ -531,9 +525,7 @@ impl Supervisor {
             Line::TooLong { len } => self.info(
                 LogLevel::Warn,
                 LogEventKind::Warn,
-                format!(
-                    "an agent output line of {len} bytes exceeded the {MAX_FRAME_BYTES}-byte limit and was cut"
-                ),
+                format!("an agent output line of {len} bytes exceeded the {MAX_FRAME_BYTES}-byte limit and was cut"),
             ),
         }
     }
@@ -553,8 +545,7 @@ impl Supervisor {
             self.agent_session_ref = Some(r);
         }
         let workspace = self.workspace();
-        let question = (status == ExitStatus::InputRequired)
-            .then(|| end.outcome.question.clone().unwrap_or_default());
+        let question = (status == ExitStatus::InputRequired).then(|| end.outcome.question.clone().unwrap_or_default());
         let exit_seq = self.journal.next_seq() + u64::from(question.is_some());
         let exit = SessionExit {
             session_id: self.session_id.clone(),
@@ -637,17 +628,9 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// Copies the agent's stderr into stderr.log (capped) and returns its last lines.
-async fn capture_stderr(
-    mut stderr: tokio::process::ChildStderr,
-    path: PathBuf,
-    turn: u32,
-) -> Vec<String> {
+async fn capture_stderr(mut stderr: tokio::process::ChildStderr, path: PathBuf, turn: u32) -> Vec<String> {
     use std::io::Write;
-    let mut file = fs_err::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .ok();
+    let mut file = fs_err::OpenOptions::new().create(true).append(true).open(&path).ok();
     let mut written = file
         .as_ref()
         .and_then(|f| f.metadata().ok())

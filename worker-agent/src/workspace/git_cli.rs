@@ -22,11 +22,7 @@ pub struct GitFailure {
 
 /// Runs `git <args>`; the combined stderr/stdout on failure.
 pub async fn git(args: &[&std::ffi::OsStr], cwd: Option<&Path>) -> Result<(), GitFailure> {
-    let shown = args
-        .iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let shown = args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
     let fail = |output: String| GitFailure {
         args: shown.clone(),
         output,

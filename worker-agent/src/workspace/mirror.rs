@@ -17,10 +17,7 @@ use crate::layout::Layout;
 /// The mirror folder name of a repository URL or path: `<last segment>-<hash of the url>.git`. Pure.
 pub fn mirror_name(repo: &str) -> String {
     let trimmed = repo.trim().trim_end_matches('/');
-    let last = trimmed
-        .rsplit(['/', ':', '\\'])
-        .next()
-        .unwrap_or(trimmed);
+    let last = trimmed.rsplit(['/', ':', '\\']).next().unwrap_or(trimmed);
     let last = last.strip_suffix(".git").unwrap_or(last);
     let mut name = sanitise_identifier(last);
     name.truncate(40);
@@ -54,7 +51,14 @@ pub async fn ensure(
     if path.join("HEAD").exists() {
         let git_dir = path.as_os_str();
         if let Err(f) = git(
-            &[OsStr::new("--git-dir"), git_dir, OsStr::new("fetch"), OsStr::new("--prune"), OsStr::new("--quiet"), OsStr::new("origin")],
+            &[
+                OsStr::new("--git-dir"),
+                git_dir,
+                OsStr::new("fetch"),
+                OsStr::new("--prune"),
+                OsStr::new("--quiet"),
+                OsStr::new("origin"),
+            ],
             None,
         )
         .await
@@ -75,20 +79,40 @@ pub async fn ensure(
         .join(format!(".tmp-{}-{}", name, uuid::Uuid::new_v4().simple()));
     let result = async {
         git(
-            &[OsStr::new("clone"), OsStr::new("--bare"), OsStr::new("--quiet"), OsStr::new("--"), OsStr::new(repo), tmp.as_os_str()],
+            &[
+                OsStr::new("clone"),
+                OsStr::new("--bare"),
+                OsStr::new("--quiet"),
+                OsStr::new("--"),
+                OsStr::new(repo),
+                tmp.as_os_str(),
+            ],
             None,
         )
         .await
         .map_err(git_err)?;
         let git_dir = tmp.as_os_str();
         git(
-            &[OsStr::new("--git-dir"), git_dir, OsStr::new("config"), OsStr::new("remote.origin.fetch"), OsStr::new("+refs/heads/*:refs/remotes/origin/*")],
+            &[
+                OsStr::new("--git-dir"),
+                git_dir,
+                OsStr::new("config"),
+                OsStr::new("remote.origin.fetch"),
+                OsStr::new("+refs/heads/*:refs/remotes/origin/*"),
+            ],
             None,
         )
         .await
         .map_err(git_err)?;
         git(
-            &[OsStr::new("--git-dir"), git_dir, OsStr::new("fetch"), OsStr::new("--prune"), OsStr::new("--quiet"), OsStr::new("origin")],
+            &[
+                OsStr::new("--git-dir"),
+                git_dir,
+                OsStr::new("fetch"),
+                OsStr::new("--prune"),
+                OsStr::new("--quiet"),
+                OsStr::new("origin"),
+            ],
             None,
         )
         .await

@@ -11,7 +11,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -80,7 +84,10 @@ async fn prepare_creates_a_mirror_and_a_worktree_then_reuses_it() {
     assert_eq!(count(&f, "after_create"), 1);
     assert!(first.log.iter().any(|e| e.message.contains("after_create")));
 
-    let mirror = f.layout.mirrors_dir().join(mirror_name(&f.source.display().to_string()));
+    let mirror = f
+        .layout
+        .mirrors_dir()
+        .join(mirror_name(&f.source.display().to_string()));
     assert!(mirror.join("HEAD").exists(), "bare mirror at {}", mirror.display());
     assert_eq!(git(&mirror, &["rev-parse", "--is-bare-repository"]), "true");
 
@@ -161,7 +168,10 @@ async fn remove_runs_before_remove_deletes_and_prunes_but_keeps_the_branch() {
     assert_eq!(count(&f, "before_remove"), 1);
     assert!(removed.log.iter().any(|e| e.message.contains("(ignored)")));
     assert!(!path.exists());
-    let mirror = f.layout.mirrors_dir().join(mirror_name(&f.source.display().to_string()));
+    let mirror = f
+        .layout
+        .mirrors_dir()
+        .join(mirror_name(&f.source.display().to_string()));
     let repo = Repository::open_bare(&mirror).unwrap();
     assert!(repo.find_worktree("team_ITX_3").is_err(), "pruned from the mirror");
     let branch = repo
@@ -189,7 +199,10 @@ async fn remove_runs_before_remove_deletes_and_prunes_but_keeps_the_branch() {
         .await
         .unwrap();
     assert!(back.created);
-    assert_eq!(git(&PathBuf::from(&back.path), &["log", "-1", "--format=%s"]), "agent work");
+    assert_eq!(
+        git(&PathBuf::from(&back.path), &["log", "-1", "--format=%s"]),
+        "agent work"
+    );
 }
 
 async fn list_is_empty(f: &Fixture) -> bool {

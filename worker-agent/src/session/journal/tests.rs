@@ -99,7 +99,10 @@ fn a_torn_last_line_is_cut_on_reopen_and_never_yielded() {
     let mut w = JournalWriter::open(tmp.path(), DEFAULT_CAP_BYTES).unwrap();
     assert_eq!(w.last_seq(), 3);
     w.append(&event(4)).unwrap();
-    assert_eq!(seqs(&read_all(&mut JournalCursor::new(tmp.path(), 1))), vec![1, 2, 3, 4]);
+    assert_eq!(
+        seqs(&read_all(&mut JournalCursor::new(tmp.path(), 1))),
+        vec![1, 2, 3, 4]
+    );
 }
 
 #[test]

@@ -169,13 +169,23 @@ async fn input_required_is_journaled_right_before_session_exit_and_after_run_fol
         panic!("input_required must come right before session_exit: {events:#?}");
     };
     assert_eq!(ir.context, "Which database?");
-    let SessionEvent::SessionExit(exit) = &events[exit_at] else { unreachable!() };
+    let SessionEvent::SessionExit(exit) = &events[exit_at] else {
+        unreachable!()
+    };
     assert_eq!(exit.status, ExitStatus::InputRequired);
     assert_eq!(exit.turn, 1);
     assert_eq!(exit.exit_code, Some(0));
-    assert!(events.iter().any(|e| matches!(e, SessionEvent::Turn(t) if t.agent_session_ref.as_deref() == Some("ref-9") && t.turn == 1)));
+    assert!(
+        events.iter().any(
+            |e| matches!(e, SessionEvent::Turn(t) if t.agent_session_ref.as_deref() == Some("ref-9") && t.turn == 1)
+        )
+    );
     // after_run ran after the exit was recorded, and its output is journaled after it.
-    assert!(events[exit_at + 1..].iter().any(|e| matches!(e, SessionEvent::Log(l) if l.entry.message.contains("after-run-output"))));
+    assert!(
+        events[exit_at + 1..]
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Log(l) if l.entry.message.contains("after-run-output")))
+    );
 
     let on_disk: SessionExit = read_file(&s.sd.exit()).unwrap().unwrap();
     assert_eq!(&on_disk, exit);
@@ -229,10 +239,17 @@ async fn a_failing_before_run_fails_the_turn_without_starting_the_agent() {
     let exit: SessionExit = read_file(&s.sd.exit()).unwrap().unwrap();
     assert_eq!(exit.status, ExitStatus::Failed);
     let error = exit.error.unwrap();
-    assert!(error.contains("before_run") && error.contains("cannot prepare"), "{error}");
+    assert!(
+        error.contains("before_run") && error.contains("cannot prepare"),
+        "{error}"
+    );
     assert!(!s.workspace.join("agent-ran").exists());
     let events = journal_events(&s.sd);
-    assert!(events.iter().any(|e| matches!(e, SessionEvent::Log(l) if l.entry.message.contains("before_run: cannot prepare"))));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Log(l) if l.entry.message.contains("before_run: cannot prepare")))
+    );
 }
 
 #[tokio::test]
