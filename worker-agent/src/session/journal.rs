@@ -94,7 +94,11 @@ impl JournalWriter {
         if self.size > 0 && self.size + line.len() as u64 > self.cap {
             self.rotate()?;
         }
-        self.file.write_all(&line)?;
+        if let Err(e) = self.file.write_all(&line) {
+            // Never leave a torn line for the next append to glue onto.
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
         self.size += line.len() as u64;
         self.last_seq = event.seq();
         Ok(())

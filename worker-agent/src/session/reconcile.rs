@@ -145,3 +145,6 @@ fn complete_journal(sd: &SessionDir, state: &SessionState) -> Result<(), Session
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -282,6 +282,9 @@ impl Supervisor {
 
     async fn run_turn(&mut self) -> TurnEnd {
         let workspace = self.workspace();
+        if self.cancel.is_cancelled() {
+            return TurnEnd::with(ExitStatus::Cancelled, Some("cancelled before the turn started".into()));
+        }
         if self.order.turn == 1
             && let Some(script) = self.spec.hooks.before_run.clone().filter(|s| !s.trim().is_empty())
         {

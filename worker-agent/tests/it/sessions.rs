@@ -426,3 +426,34 @@ fn the_demo_backend_runs_this_worker_binary() {
     assert!(exit["exitCode"].is_i64(), "{exit}");
     drop(host);
 }
+
+#[test]
+fn one_stream_follows_several_sessions_until_each_is_detached() {
+    let (host, mut w, ws1) = setup("ITX-13");
+    let ws2 = prepare(&mut w, &host, "ITX-14");
+    let gate = host.scratch("gate");
+    let body = format!(
+        "init\nsay MARK-FIRST-$ITERVOX_SESSION_ID\nwhile [ ! -e {} ]; do sleep 0.05; done\nsay MARK-LAST-$ITERVOX_SESSION_ID\nresult done",
+        gate.display()
+    );
+    let agent = host.agent("m", &body);
+    w.ok(start_request("s-m1", "ITX-13", &ws1, &agent));
+    w.ok(start_request("s-m2", "ITX-14", &ws2, &agent));
+    attach(&mut w, "s-m1", 1);
+    attach(&mut w, "s-m2", 1);
+    wait_marker(&mut w, "s-m1", "MARK-FIRST-s-m1");
+    wait_marker(&mut w, "s-m2", "MARK-FIRST-s-m2");
+    w.ok(json!({"type": "detach", "sessionId": "s-m2"}));
+    let before = w.events("s-m2").len();
+    std::fs::write(&gate, "").unwrap();
+    w.wait_exit("s-m1", 1);
+    // s-m2 finishes too (its journal says so), but this stream no longer follows it.
+    wait_until("s-m2 to finish", || {
+        host.journal("s-m2").iter().any(|e| e["type"] == "session_exit")
+    });
+    let ping = w.ok(json!({"type": "ping"}));
+    assert_eq!(ping["type"], "ok");
+    assert_eq!(w.events("s-m2").len(), before, "no events after detach");
+    assert_contiguous(&w.events("s-m1"), 1);
+    assert_eq!(entries_with(&w.events("s-m1"), "MARK-LAST-s-m1"), 1);
+}
