@@ -2,7 +2,6 @@
 //! the liveness signal of a session's supervisor and the mutual exclusion between serve processes.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -62,31 +61,9 @@ impl FileLock {
         }
     }
 
-    /// Polls for the lock until `timeout`; `Ok(None)` when it stayed held.
-    pub fn exclusive_within(path: &Path, timeout: Duration) -> std::io::Result<Option<FileLock>> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some(lock) = FileLock::try_exclusive(path)? {
-                return Ok(Some(lock));
-            }
-            if std::time::Instant::now() >= deadline {
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// True when someone holds the lock at `path` right now (a missing file is not held).
-pub fn is_held(path: &Path) -> std::io::Result<bool> {
-    if !path.exists() {
-        return Ok(false);
-    }
-    Ok(FileLock::try_exclusive(path)?.is_none())
 }
 
 #[cfg(test)]
@@ -99,14 +76,8 @@ mod tests {
         let path = tmp.path().join("x.lock");
         let first = FileLock::try_exclusive(&path).unwrap().expect("free");
         assert!(FileLock::try_exclusive(&path).unwrap().is_none());
-        assert!(is_held(&path).unwrap());
-        assert!(
-            FileLock::exclusive_within(&path, Duration::from_millis(50))
-                .unwrap()
-                .is_none()
-        );
         drop(first);
-        assert!(!is_held(&path).unwrap());
+        assert!(FileLock::try_exclusive(&path).unwrap().is_some());
         let _again = FileLock::exclusive(&path).unwrap();
     }
 }

@@ -171,11 +171,6 @@ pub fn reap_adopted_children() {
     }
 }
 
-/// The exit code, or `None` when the process was killed by a signal.
-pub fn exit_code(status: &ExitStatus) -> Option<i32> {
-    status.code()
-}
-
 /// A short human description of how a process ended ("exit code 3", "killed by SIGKILL").
 pub fn describe_exit(status: &ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;

@@ -27,7 +27,7 @@ use crate::host_info;
 use crate::layout::Layout;
 use crate::line_reader::{Line, LineReader};
 use crate::session::SessionError;
-use crate::session::control::Sessions;
+use crate::session::control::{Activity, Sessions};
 use crate::session::journal;
 use crate::workspace::{self, WorkspaceError};
 pub use frame_writer::FrameTx;
@@ -265,7 +265,7 @@ impl Server {
             }
             RequestBody::RemoveWorkspace(r) => {
                 let path = layout.workspace_dir(&r.issue);
-                if sessions.running_in(&path, Utc::now()).await? {
+                if sessions.activity_in(&path, Utc::now()).await? == Activity::Running {
                     return Err(AnswerError::new(
                         "session_running",
                         format!(

@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use super::reconcile::{fail_turn, reconcile};
 use super::{CancelRequest, Phase, SessionDir, SessionError, SessionState, TurnOrder, journal, read_file};
 use crate::atomic_file;
+use crate::file_lock::FileLock;
 use crate::identifier::validate_session_id;
 use crate::layout::Layout;
 use crate::process_group;
@@ -39,10 +40,6 @@ async fn blocking<T: Send + 'static>(
 impl Sessions {
     pub fn new(layout: Layout, self_exe: PathBuf) -> Sessions {
         Sessions { layout, self_exe }
-    }
-
-    pub fn layout(&self) -> &Layout {
-        &self.layout
     }
 
     fn dir(&self, session_id: &str) -> Result<SessionDir, SessionError> {
@@ -220,21 +217,26 @@ impl Sessions {
         Ok(Cancelled { cancelled: true })
     }
 
-    /// Deletes a session folder whose turn is not running (and whose supervisor has finished).
+    /// Deletes a session folder whose turn is not running. A supervisor still finishing (running
+    /// after_run) is waited for, up to [`FINISHING_WAIT`].
     pub async fn remove(&self, session_id: &str, now: DateTime<Utc>) -> Result<(), SessionError> {
         let sd = self.dir(session_id)?;
+        let sd2 = sd.clone();
+        let state = blocking(move || reconcile(&sd2, now)).await?;
+        let busy = || SessionError::Running {
+            id: state.session_id.clone(),
+            turn: state.turn,
+        };
+        if state.status == Phase::Running || !wait_supervisor_done(&sd, FINISHING_WAIT).await? {
+            return Err(busy());
+        }
         blocking(move || {
-            let state = reconcile(&sd, now)?;
-            let busy = || SessionError::Running {
-                id: state.session_id.clone(),
-                turn: state.turn,
-            };
-            if state.status == Phase::Running {
-                return Err(busy());
-            }
-            let _lock = crate::file_lock::FileLock::try_exclusive(&sd.supervisor_lock())
+            let _lock = FileLock::try_exclusive(&sd.supervisor_lock())
                 .map_err(SessionError::io("cannot probe the supervisor lock"))?
-                .ok_or_else(busy)?;
+                .ok_or_else(|| SessionError::Running {
+                    id: sd.session_id(),
+                    turn: 0,
+                })?;
             fs_err::remove_dir_all(sd.path()).map_err(SessionError::io("cannot delete the session"))
         })
         .await
@@ -268,30 +270,64 @@ impl Sessions {
         .await
     }
 
-    /// The state of one session, reconciled.
-    pub async fn state(&self, session_id: &str, now: DateTime<Utc>) -> Result<SessionState, SessionError> {
-        let sd = self.dir(session_id)?;
-        blocking(move || reconcile(&sd, now)).await
-    }
-
-    /// True when a session's turn runs in `workspace`.
-    pub async fn running_in(&self, workspace: &Path, now: DateTime<Utc>) -> Result<bool, SessionError> {
+    /// Whether a session works in `workspace`: [`Activity::Running`] while a turn runs there. A
+    /// supervisor that is only finishing (after_run) is waited for, up to [`FINISHING_WAIT`].
+    pub async fn activity_in(&self, workspace: &Path, now: DateTime<Utc>) -> Result<Activity, SessionError> {
         let target = std::fs::canonicalize(workspace).unwrap_or_else(|_| workspace.to_path_buf());
         let sessions = self.list(now).await?;
         let layout = self.layout.clone();
-        blocking(move || {
-            for s in sessions.iter().filter(|s| s.status == SessionStatus::Running) {
-                let sd = SessionDir::new(layout.session_dir(&s.session_id));
-                if let Some(spec) = read_file::<StartSession>(&sd.spec())? {
-                    let ws = PathBuf::from(&spec.workspace);
-                    if std::fs::canonicalize(&ws).unwrap_or(ws) == target {
-                        return Ok(true);
-                    }
-                }
+        let mut finishing = Vec::new();
+        for s in sessions {
+            let sd = SessionDir::new(layout.session_dir(&s.session_id));
+            let Some(spec) = read_file::<StartSession>(&sd.spec())? else {
+                continue;
+            };
+            let ws = PathBuf::from(&spec.workspace);
+            if std::fs::canonicalize(&ws).unwrap_or(ws) != target {
+                continue;
             }
-            Ok(false)
+            if s.status == SessionStatus::Running {
+                return Ok(Activity::Running);
+            }
+            finishing.push(sd);
+        }
+        for sd in finishing {
+            if !wait_supervisor_done(&sd, FINISHING_WAIT).await? {
+                return Ok(Activity::Running);
+            }
+        }
+        Ok(Activity::Idle)
+    }
+}
+
+/// What the sessions of a workspace are doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    Idle,
+    Running,
+}
+
+/// Longest wait for a supervisor that recorded its exit but still runs after_run.
+pub const FINISHING_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits until no supervisor holds the session's lock; false when it still does after `timeout`.
+async fn wait_supervisor_done(sd: &SessionDir, timeout: Duration) -> Result<bool, SessionError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let path = sd.supervisor_lock();
+        let free = blocking(move || {
+            FileLock::try_exclusive(&path)
+                .map(|l| l.is_some())
+                .map_err(SessionError::io("cannot probe the supervisor lock"))
         })
-        .await
+        .await?;
+        if free {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -351,7 +351,9 @@ fn sessions_and_their_workspaces_are_only_removed_when_not_running() {
             gate.display()
         ),
     );
-    w.ok(start_request("s-j", "ITX-10", &ws, &agent));
+    let mut req = start_request("s-j", "ITX-10", &ws, &agent);
+    req["hooks"] = json!({"afterRun": "sleep 1; echo done-after-run", "timeoutMs": 60000});
+    w.ok(req);
     let err = w.request(json!({"type": "remove_session", "sessionId": "s-j"}));
     assert_eq!(err["code"], "session_running");
     let err = w.request(json!({"type": "remove_workspace", "issue": "ITX-10"}));
@@ -374,19 +376,21 @@ fn sessions_and_their_workspaces_are_only_removed_when_not_running() {
     std::fs::write(&gate, "").unwrap();
     attach(&mut w, "s-j", 1);
     w.wait_exit("s-j", 1);
-    // The supervisor may still be finishing (after_run); removal waits for nothing but may say busy.
-    wait_until("the session to be removable", || {
-        let answer = w.request(json!({"type": "remove_session", "sessionId": "s-j"}));
-        answer["type"] == "ok"
-    });
+    // after_run is still running in the worktree: removal waits for it instead of pulling the folder
+    // from under it.
+    let removed = w.ok(json!({"type": "remove_workspace", "issue": "ITX-10"}));
+    assert_eq!(removed["removed"], true);
+    assert!(
+        host.journal("s-j")
+            .iter()
+            .any(|e| e["entry"]["message"].as_str().unwrap_or("").contains("done-after-run")),
+        "after_run finished before the worktree went"
+    );
+    w.ok(json!({"type": "remove_session", "sessionId": "s-j"}));
     assert!(!host.session_dir("s-j").exists());
     let gone = w.request(json!({"type": "remove_session", "sessionId": "s-j"}));
     assert_eq!(gone["code"], "unknown_session");
     assert_eq!(w.ok(json!({"type": "list_sessions"}))["sessions"], json!([]));
-    assert_eq!(
-        w.ok(json!({"type": "remove_workspace", "issue": "ITX-10"}))["removed"],
-        true
-    );
 }
 
 #[test]
