@@ -238,7 +238,7 @@ impl HookRun {
     /// The hook's output and outcome as log entries: one `info` entry per output line, then one entry
     /// for the outcome (`info` on success; on failure `error` for fatal hooks, `warn` otherwise).
     pub fn log_entries(&self, now: DateTime<Utc>) -> Vec<IssueLogEntry> {
-        let time = now.to_rfc3339();
+        let time = crate::timestamp::rfc3339(now);
         let name = self.kind.as_str();
         let detail = format!("{{\"hook\":\"{name}\"}}");
         let mut entries: Vec<IssueLogEntry> = self

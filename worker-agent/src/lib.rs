@@ -17,4 +17,5 @@ pub mod process_identity;
 pub mod serve;
 pub mod session;
 pub mod sublogs;
+pub mod timestamp;
 pub mod workspace;

@@ -214,7 +214,7 @@ pub async fn prepare(
         repo: req.repo.clone(),
         mirror: mirror.clone(),
         branch: req.branch.clone(),
-        created_at: now().to_rfc3339(),
+        created_at: crate::timestamp::rfc3339(now()),
     };
     atomic_file::write_json(&layout.workspace_record(&req.issue), &record)
         .map_err(WorkspaceError::io("cannot write the workspace record"))?;

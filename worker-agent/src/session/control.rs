@@ -103,8 +103,8 @@ impl Sessions {
             status: Phase::Running,
             turn: 1,
             last_seq: 0,
-            started_at: now.to_rfc3339(),
-            turn_started_at: now.to_rfc3339(),
+            started_at: crate::timestamp::rfc3339(now),
+            turn_started_at: crate::timestamp::rfc3339(now),
             agent_session_ref: req.resume_session_ref.clone(),
             supervisor: None,
             supervisor_ready: false,
@@ -149,7 +149,7 @@ impl Sessions {
             .map_err(SessionError::io("cannot write turn.json"))?;
             state.status = Phase::Running;
             state.turn = turn;
-            state.turn_started_at = now.to_rfc3339();
+            state.turn_started_at = crate::timestamp::rfc3339(now);
             state.supervisor = None;
             state.supervisor_ready = false;
             state.pending_question = None;

@@ -93,7 +93,12 @@ pub fn fail_turn(
     state.pending_question = None;
     sd.write_state(state)?;
 
-    let mut entry = IssueLogEntry::new(LogLevel::Error, LogEventKind::Error, error, now.to_rfc3339());
+    let mut entry = IssueLogEntry::new(
+        LogLevel::Error,
+        LogEventKind::Error,
+        error,
+        crate::timestamp::rfc3339(now),
+    );
     entry.session_id = Some(state.session_id.clone());
     entry.seq = Some(log_seq);
     let io = |e| SessionError::io("cannot append to the journal")(e);

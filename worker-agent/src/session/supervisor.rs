@@ -250,7 +250,12 @@ impl Supervisor {
     }
 
     fn info(&mut self, level: LogLevel, kind: LogEventKind, message: String) {
-        self.emit_log(IssueLogEntry::new(level, kind, message, Utc::now().to_rfc3339()));
+        self.emit_log(IssueLogEntry::new(
+            level,
+            kind,
+            message,
+            crate::timestamp::rfc3339(Utc::now()),
+        ));
     }
 
     /// Writes lastSeq and agentSessionRef into state.json (at most once a second unless `force`).
@@ -559,7 +564,7 @@ impl Supervisor {
             error: end.error,
             branch: current_branch(&workspace),
             pr_url: end.outcome.pr_url.clone(),
-            rate_limit_reset_at: end.outcome.rate_limit_reset_at.map(|t| t.to_rfc3339()),
+            rate_limit_reset_at: end.outcome.rate_limit_reset_at.map(crate::timestamp::rfc3339),
             rate_limited: end.outcome.rate_limited,
         };
         if let Err(e) = crate::atomic_file::write_json(&self.sd.exit(), &exit) {

@@ -68,7 +68,7 @@ pub async fn ensure(
                 LogLevel::Warn,
                 LogEventKind::Warn,
                 format!("fetching {repo} failed, using the last fetched state: {}", f.output),
-                now().to_rfc3339(),
+                crate::timestamp::rfc3339(now()),
             ));
         }
         return Ok((path, lock));
@@ -128,7 +128,7 @@ pub async fn ensure(
         LogLevel::Info,
         LogEventKind::Info,
         format!("cloned {repo} into mirror {}", path.display()),
-        now().to_rfc3339(),
+        crate::timestamp::rfc3339(now()),
     ));
     Ok((path, lock))
 }
