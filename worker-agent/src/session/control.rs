@@ -270,6 +270,43 @@ impl Sessions {
         .await
     }
 
+    /// The agent's own session ids recorded for `issue` across all its sessions (from each state and
+    /// every `turn` event), oldest session first, without duplicates: what a sublog reader matches the
+    /// agent CLIs' transcript files against.
+    pub async fn agent_refs(&self, issue: &str) -> Result<Vec<String>, SessionError> {
+        let layout = self.layout.clone();
+        let issue = issue.to_string();
+        blocking(move || {
+            let mut found: Vec<(String, Vec<String>)> = Vec::new();
+            let entries = match fs_err::read_dir(layout.sessions_dir()) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(SessionError::io("cannot list sessions")(e)),
+            };
+            for entry in entries.flatten() {
+                let sd = SessionDir::new(entry.path());
+                let Ok(state) = sd.read_state() else {
+                    continue;
+                };
+                if state.issue != issue {
+                    continue;
+                }
+                let mut refs = journal::turn_refs(sd.path()).map_err(SessionError::io("cannot read the journal"))?;
+                refs.extend(state.agent_session_ref);
+                found.push((state.started_at, refs));
+            }
+            found.sort();
+            let mut out: Vec<String> = Vec::new();
+            for r in found.into_iter().flat_map(|(_, refs)| refs) {
+                if !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Whether a session works in `workspace`: [`Activity::Running`] while a turn runs there. A
     /// supervisor that is only finishing (after_run) is waited for, up to [`FINISHING_WAIT`].
     pub async fn activity_in(&self, workspace: &Path, now: DateTime<Utc>) -> Result<Activity, SessionError> {
@@ -400,3 +437,6 @@ fn launch(exe: &Path, sd: &SessionDir, turn: u32) -> Result<SessionStarted, Sess
     });
     Ok(SessionStarted { pid, turn })
 }
+
+#[cfg(test)]
+mod tests;

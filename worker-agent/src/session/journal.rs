@@ -186,6 +186,30 @@ fn last_complete_line(file: &mut File, len: u64) -> std::io::Result<(u64, Option
     }
 }
 
+/// The `agentSessionRef`s of the `turn` events in a session's journal (rotated part first), in order.
+pub fn turn_refs(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for path in [rotated_path(dir), journal_path(dir)] {
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for line in text.split(|&b| b == b'\n') {
+            // Cheap filter first: only turn events are decoded.
+            if !line.starts_with(br#"{"type":"turn""#) {
+                continue;
+            }
+            if let Ok(SessionEvent::Turn(t)) = serde_json::from_slice::<SessionEvent>(line)
+                && let Some(r) = t.agent_session_ref
+            {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Reads a journal from a given seq on, following appends and the rotation.
 #[derive(Debug)]
 pub struct JournalCursor {
