@@ -1,0 +1,339 @@
+//! A session's journal: its events as wire frames, one JSON line each, seq 1, 2, 3, … without gaps.
+//!
+//! One writer at a time (whoever holds the session's supervisor lock) appends whole lines with one
+//! `write` each; opening for append repairs a torn last line and recovers the last seq. The journal
+//! rotates once: past the size cap, `journal.jsonl` becomes `journal.1.jsonl` (replacing an older one)
+//! and a new `journal.jsonl` starts. Readers ([`JournalCursor`]) copy lines through without
+//! re-serialising them, follow a rotation, and skip every line whose seq they already passed.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use itervox_protocol::worker::SessionEvent;
+use serde::Deserialize;
+
+/// Default size at which the journal rotates.
+pub const DEFAULT_CAP_BYTES: u64 = 64 * 1024 * 1024;
+
+pub fn journal_path(dir: &Path) -> PathBuf {
+    dir.join("journal.jsonl")
+}
+
+pub fn rotated_path(dir: &Path) -> PathBuf {
+    dir.join("journal.1.jsonl")
+}
+
+/// Appends events to a session's journal.
+#[derive(Debug)]
+pub struct JournalWriter {
+    dir: PathBuf,
+    file: File,
+    size: u64,
+    last_seq: u64,
+    cap: u64,
+}
+
+impl JournalWriter {
+    /// Opens (or creates) the journal for appending, cutting a torn last line and recovering the last
+    /// seq (from the rotated file when the current one is empty).
+    pub fn open(dir: &Path, cap: u64) -> std::io::Result<JournalWriter> {
+        let path = journal_path(dir);
+        let mut file = fs_err::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)?
+            .into_parts()
+            .0;
+        let len = file.metadata()?.len();
+        let (complete, last_line) = last_complete_line(&mut file, len)?;
+        if complete < len {
+            tracing::warn!(path = %path.display(), cut = len - complete, "Cutting a torn last journal line.");
+            file.set_len(complete)?;
+            file.sync_all()?;
+        }
+        let mut last_seq = last_line.as_deref().and_then(seq_of).unwrap_or(0);
+        if complete == 0 {
+            last_seq = last_seq_in(&rotated_path(dir))?;
+        }
+        Ok(JournalWriter {
+            dir: dir.to_path_buf(),
+            file,
+            size: complete,
+            last_seq,
+            cap,
+        })
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The seq the next event must carry.
+    pub fn next_seq(&self) -> u64 {
+        self.last_seq + 1
+    }
+
+    /// Appends one event, which must carry [`next_seq`](Self::next_seq).
+    pub fn append(&mut self, event: &SessionEvent) -> std::io::Result<()> {
+        if event.seq() != self.next_seq() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "journal {}: event seq {} does not follow {}",
+                    self.dir.display(),
+                    event.seq(),
+                    self.last_seq
+                ),
+            ));
+        }
+        let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        if self.size > 0 && self.size + line.len() as u64 > self.cap {
+            self.rotate()?;
+        }
+        if let Err(e) = self.file.write_all(&line) {
+            // Never leave a torn line for the next append to glue onto.
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
+        self.size += line.len() as u64;
+        self.last_seq = event.seq();
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file.sync_all()?;
+        fs_err::rename(journal_path(&self.dir), rotated_path(&self.dir))?;
+        self.file = fs_err::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(journal_path(&self.dir))?
+            .into_parts()
+            .0;
+        self.size = 0;
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct SeqOnly {
+    seq: u64,
+}
+
+/// The `seq` of a journal line, without decoding the rest.
+pub fn seq_of(line: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<SeqOnly>(line).ok().map(|s| s.seq)
+}
+
+/// The last seq in the journal of `dir` (0 when empty). Read-only.
+pub fn last_seq(dir: &Path) -> std::io::Result<u64> {
+    match last_seq_in(&journal_path(dir))? {
+        0 => last_seq_in(&rotated_path(dir)),
+        n => Ok(n),
+    }
+}
+
+fn last_seq_in(path: &Path) -> std::io::Result<u64> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let (_, line) = last_complete_line(&mut file, len)?;
+    Ok(line.as_deref().and_then(seq_of).unwrap_or(0))
+}
+
+/// Scans backwards from `len`: the length up to and including the last `\n`, and the last complete
+/// line (without its `\n`).
+fn last_complete_line(file: &mut File, len: u64) -> std::io::Result<(u64, Option<Vec<u8>>)> {
+    let mut pos = len;
+    let mut tail: Vec<u8> = Vec::new();
+    let mut chunk = 64 * 1024u64;
+    loop {
+        if let Some(last_nl) = tail.iter().rposition(|&b| b == b'\n') {
+            let complete = pos + last_nl as u64 + 1;
+            if let Some(prev) = tail[..last_nl].iter().rposition(|&b| b == b'\n') {
+                return Ok((complete, Some(tail[prev + 1..last_nl].to_vec())));
+            }
+            if pos == 0 {
+                return Ok((complete, Some(tail[..last_nl].to_vec())));
+            }
+        } else if pos == 0 {
+            return Ok((0, None));
+        }
+        let n = chunk.min(pos);
+        pos -= n;
+        let mut buf = vec![0u8; n as usize];
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut buf)?;
+        buf.extend_from_slice(&tail);
+        tail = buf;
+        // Grow the step so a very long line costs linear time, not quadratic.
+        chunk = chunk.saturating_mul(2);
+    }
+}
+
+/// The `agentSessionRef`s of the `turn` events in a session's journal (rotated part first), in order.
+pub fn turn_refs(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for path in [rotated_path(dir), journal_path(dir)] {
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for line in text.split(|&b| b == b'\n') {
+            // Cheap filter first: only turn events are decoded.
+            if !line.starts_with(br#"{"type":"turn""#) {
+                continue;
+            }
+            if let Ok(SessionEvent::Turn(t)) = serde_json::from_slice::<SessionEvent>(line)
+                && let Some(r) = t.agent_session_ref
+            {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a journal from a given seq on, following appends and the rotation.
+#[derive(Debug)]
+pub struct JournalCursor {
+    dir: PathBuf,
+    next_seq: u64,
+    current: Option<OpenJournal>,
+    started: bool,
+}
+
+#[derive(Debug)]
+struct OpenJournal {
+    file: File,
+    ino: u64,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+
+impl JournalCursor {
+    /// A cursor that yields events with `seq >= from_seq`.
+    pub fn new(dir: &Path, from_seq: u64) -> JournalCursor {
+        JournalCursor {
+            dir: dir.to_path_buf(),
+            next_seq: from_seq.max(1),
+            current: None,
+            started: false,
+        }
+    }
+
+    /// The seq of the next event this cursor will yield.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Appends the complete journal lines available now (each with its `\n`) to `out`, stopping once
+    /// `out` holds at least `budget` bytes. Returns true when it stopped for the budget (more is
+    /// available at once).
+    pub fn read_available(&mut self, out: &mut Vec<u8>, budget: usize) -> std::io::Result<bool> {
+        if self.current.is_none() {
+            let Some(open) = open_journal(&journal_path(&self.dir))? else {
+                return Ok(false);
+            };
+            if !self.started {
+                // Replay what rotated away first, unless it is the file just opened.
+                if let Some(mut old) = open_journal(&rotated_path(&self.dir))?
+                    && old.ino != open.ino
+                {
+                    read_lines(&mut old, &mut self.next_seq, out, usize::MAX)?;
+                }
+                self.started = true;
+            }
+            self.current = Some(open);
+        }
+        loop {
+            let Some(cur) = self.current.as_mut() else {
+                return Ok(false);
+            };
+            if read_lines(cur, &mut self.next_seq, out, budget)? {
+                return Ok(true);
+            }
+            // At the end of the open file: did the writer rotate?
+            let now_ino = match std::fs::metadata(journal_path(&self.dir)) {
+                Ok(m) => Some(m.ino()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            if now_ino == Some(cur.ino) || now_ino.is_none() {
+                return Ok(false);
+            }
+            // Rotated: the old file is complete now; drain it, then switch to the new one.
+            read_lines(cur, &mut self.next_seq, out, usize::MAX)?;
+            self.current = open_journal(&journal_path(&self.dir))?;
+        }
+    }
+}
+
+fn open_journal(path: &Path) -> std::io::Result<Option<OpenJournal>> {
+    match File::open(path) {
+        Ok(file) => {
+            let ino = file.metadata()?.ino();
+            Ok(Some(OpenJournal {
+                file,
+                ino,
+                offset: 0,
+                partial: Vec::new(),
+            }))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads complete lines from `j` into `out` (filtering by seq) until EOF or the budget. True when the
+/// budget stopped it.
+fn read_lines(j: &mut OpenJournal, next_seq: &mut u64, out: &mut Vec<u8>, budget: usize) -> std::io::Result<bool> {
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        if out.len() >= budget {
+            return Ok(true);
+        }
+        let n = j.file.read_at(&mut chunk, j.offset)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        j.offset += n as u64;
+        j.partial.extend_from_slice(&chunk[..n]);
+        let mut start = 0;
+        while let Some(i) = j.partial[start..].iter().position(|&b| b == b'\n') {
+            let line = &j.partial[start..start + i];
+            match seq_of(line) {
+                Some(seq) if seq >= *next_seq => {
+                    out.extend_from_slice(line);
+                    out.push(b'\n');
+                    *next_seq = seq + 1;
+                }
+                Some(_) => {}
+                None => tracing::warn!(bytes = line.len(), "Skipping an unreadable journal line."),
+            }
+            start += i + 1;
+        }
+        j.partial.drain(..start);
+    }
+}
+
+#[cfg(test)]
+mod tests;

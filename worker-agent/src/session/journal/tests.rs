@@ -1,0 +1,165 @@
+//! Journal append, replay from a seq, torn-line repair, rotation and following across it.
+
+use std::io::Write;
+
+use itervox_protocol::worker::LogEvent;
+use itervox_protocol::{IssueLogEntry, LogEventKind, LogLevel};
+
+use super::*;
+
+fn event(seq: u64) -> SessionEvent {
+    let mut entry = IssueLogEntry::new(
+        LogLevel::Info,
+        LogEventKind::Text,
+        format!("message number {seq} {}", "x".repeat(40)),
+        "2026-12-04T10:00:00Z".to_string(),
+    );
+    entry.session_id = Some("s-1".to_string());
+    entry.seq = Some(seq);
+    SessionEvent::Log(LogEvent {
+        session_id: "s-1".to_string(),
+        seq,
+        entry,
+    })
+}
+
+fn seqs(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let ev: SessionEvent = serde_json::from_slice(l).expect("every line is a whole event");
+            ev.seq()
+        })
+        .collect()
+}
+
+fn read_all(cursor: &mut JournalCursor) -> Vec<u8> {
+    let mut all = Vec::new();
+    loop {
+        let mut batch = Vec::new();
+        let more = cursor.read_available(&mut batch, 1024).unwrap();
+        all.extend(batch);
+        if !more {
+            return all;
+        }
+    }
+}
+
+#[test]
+fn append_then_replay_from_any_seq() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = JournalWriter::open(tmp.path(), DEFAULT_CAP_BYTES).unwrap();
+    assert_eq!(w.last_seq(), 0);
+    for seq in 1..=100 {
+        w.append(&event(seq)).unwrap();
+    }
+    w.sync().unwrap();
+    assert_eq!(last_seq(tmp.path()).unwrap(), 100);
+
+    let all = read_all(&mut JournalCursor::new(tmp.path(), 1));
+    assert_eq!(seqs(&all), (1..=100).collect::<Vec<_>>());
+    // Lines pass through byte for byte.
+    assert_eq!(all, std::fs::read(journal_path(tmp.path())).unwrap());
+
+    let from = read_all(&mut JournalCursor::new(tmp.path(), 60));
+    assert_eq!(seqs(&from), (60..=100).collect::<Vec<_>>());
+    assert!(read_all(&mut JournalCursor::new(tmp.path(), 101)).is_empty());
+}
+
+#[test]
+fn out_of_order_appends_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = JournalWriter::open(tmp.path(), DEFAULT_CAP_BYTES).unwrap();
+    w.append(&event(1)).unwrap();
+    let err = w.append(&event(3)).unwrap_err();
+    assert!(err.to_string().contains("does not follow 1"), "{err}");
+    assert!(w.append(&event(1)).is_err());
+    w.append(&event(2)).unwrap();
+}
+
+#[test]
+fn a_torn_last_line_is_cut_on_reopen_and_never_yielded() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let mut w = JournalWriter::open(tmp.path(), DEFAULT_CAP_BYTES).unwrap();
+        for seq in 1..=3 {
+            w.append(&event(seq)).unwrap();
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(journal_path(tmp.path()))
+        .unwrap();
+    f.write_all(br#"{"type":"log","sessionId":"s-1","seq":4,"ent"#).unwrap();
+
+    let mut cursor = JournalCursor::new(tmp.path(), 1);
+    assert_eq!(seqs(&read_all(&mut cursor)), vec![1, 2, 3], "a partial line waits");
+
+    let mut w = JournalWriter::open(tmp.path(), DEFAULT_CAP_BYTES).unwrap();
+    assert_eq!(w.last_seq(), 3);
+    w.append(&event(4)).unwrap();
+    assert_eq!(
+        seqs(&read_all(&mut JournalCursor::new(tmp.path(), 1))),
+        vec![1, 2, 3, 4]
+    );
+}
+
+#[test]
+fn a_cursor_follows_appends_and_the_rotation_without_gaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let line_len = serde_json::to_vec(&event(10)).unwrap().len() as u64 + 1;
+    let cap = line_len * 10;
+    let mut w = JournalWriter::open(tmp.path(), cap).unwrap();
+    let mut cursor = JournalCursor::new(tmp.path(), 1);
+    let mut got = Vec::new();
+    for seq in 1..=35 {
+        w.append(&event(seq)).unwrap();
+        if seq % 4 == 0 {
+            got.extend(seqs(&read_all(&mut cursor)));
+        }
+    }
+    got.extend(seqs(&read_all(&mut cursor)));
+    assert_eq!(got, (1..=35).collect::<Vec<_>>());
+    assert!(rotated_path(tmp.path()).exists());
+
+    // A new reader gets what the rotation kept: the rotated file, then the current one, in order.
+    let fresh = seqs(&read_all(&mut JournalCursor::new(tmp.path(), 1)));
+    assert_eq!(*fresh.last().unwrap(), 35);
+    let first = fresh[0];
+    assert!(first > 1, "older rotations are dropped");
+    assert_eq!(fresh, (first..=35).collect::<Vec<_>>());
+
+    // Reopening right after a rotation (empty current file) recovers the seq from the rotated one.
+    drop(w);
+    std::fs::rename(journal_path(tmp.path()), rotated_path(tmp.path())).unwrap();
+    let w = JournalWriter::open(tmp.path(), cap).unwrap();
+    assert_eq!(w.last_seq(), 35);
+    assert_eq!(last_seq(tmp.path()).unwrap(), 35);
+}
+
+#[test]
+fn a_missing_journal_reads_as_empty_until_it_appears() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cursor = JournalCursor::new(tmp.path(), 1);
+    assert!(read_all(&mut cursor).is_empty());
+    assert_eq!(last_seq(tmp.path()).unwrap(), 0);
+    let mut w = JournalWriter::open(tmp.path(), DEFAULT_CAP_BYTES).unwrap();
+    w.append(&event(1)).unwrap();
+    assert_eq!(seqs(&read_all(&mut cursor)), vec![1]);
+}
+
+#[test]
+fn very_long_lines_are_found_by_the_backward_scan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = JournalWriter::open(tmp.path(), DEFAULT_CAP_BYTES).unwrap();
+    w.append(&event(1)).unwrap();
+    let mut big = event(2);
+    if let SessionEvent::Log(l) = &mut big {
+        l.entry.message = "y".repeat(3 * 1024 * 1024);
+    }
+    w.append(&big).unwrap();
+    drop(w);
+    let w = JournalWriter::open(tmp.path(), DEFAULT_CAP_BYTES).unwrap();
+    assert_eq!(w.last_seq(), 2);
+}
