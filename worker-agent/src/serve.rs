@@ -17,7 +17,7 @@ use chrono::Utc;
 use itervox_protocol::PROTOCOL_VERSION;
 use itervox_protocol::worker::{
     Attached, ControllerFrame, ControllerHello, Empty, MAX_FRAME_BYTES, Pong, Request, RequestBody, RequestId,
-    SessionList, SessionStatus, WorkerFrame, WorkerHello,
+    SessionList, SessionStatus, Sublogs, WorkerFrame, WorkerHello,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -257,11 +257,23 @@ impl Server {
                 self.stop_follower(&r.session_id);
                 WorkerFrame::ok(id, &Empty {})
             }
-            RequestBody::ReadSublogs(_) | RequestBody::ClearSublogs(_) => {
-                return Err(AnswerError::new(
-                    "unsupported",
-                    "this itervox-worker build cannot read or clear agent sublogs yet",
-                ));
+            RequestBody::ReadSublogs(r) => {
+                let sources = sublog_sources(&layout, &sessions, &r.issue).await?;
+                let session = r.session_id.clone();
+                let entries = tokio::task::spawn_blocking(move || crate::sublogs::read(&sources, session.as_deref()))
+                    .await
+                    .map_err(|e| AnswerError::new("io", format!("reading sublogs: {e}")))?
+                    .map_err(|e| sublog_error("reading", &r.issue, e))?;
+                WorkerFrame::ok(id, &Sublogs { entries })
+            }
+            RequestBody::ClearSublogs(r) => {
+                let sources = sublog_sources(&layout, &sessions, &r.issue).await?;
+                let session = r.session_id.clone();
+                tokio::task::spawn_blocking(move || crate::sublogs::clear(&sources, session.as_deref()))
+                    .await
+                    .map_err(|e| AnswerError::new("io", format!("clearing sublogs: {e}")))?
+                    .map_err(|e| sublog_error("clearing", &r.issue, e))?;
+                WorkerFrame::ok(id, &Empty {})
             }
             RequestBody::RemoveWorkspace(r) => {
                 let path = layout.workspace_dir(&r.issue);
@@ -372,3 +384,27 @@ fn explain_bad_frame(bytes: &[u8], err: &serde_json::Error) -> (RequestId, Strin
 
 #[cfg(test)]
 mod tests;
+
+/// Where an issue's agent session logs are on this host.
+async fn sublog_sources(
+    layout: &Layout,
+    sessions: &Sessions,
+    issue: &str,
+) -> Result<crate::sublogs::SublogSources, AnswerError> {
+    let refs = sessions.agent_refs(issue).await?;
+    Ok(crate::sublogs::SublogSources::resolve(
+        &layout.workspace_dir(issue),
+        &layout.agent_log_dir(issue),
+        &refs,
+        &std::collections::BTreeMap::new(),
+    ))
+}
+
+fn sublog_error(what: &str, issue: &str, e: std::io::Error) -> AnswerError {
+    let code = if e.kind() == std::io::ErrorKind::InvalidInput {
+        "bad_request"
+    } else {
+        "io"
+    };
+    AnswerError::new(code, format!("{what} the agent logs of {issue}: {e}"))
+}
