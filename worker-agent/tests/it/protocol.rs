@@ -112,9 +112,14 @@ fn a_slow_prepare_does_not_hold_up_ping() {
 }
 
 #[test]
-fn sublogs_are_refused_until_the_reader_lands() {
+fn sublogs_of_an_issue_without_sessions_are_empty_and_bad_session_ids_are_refused() {
     let host = Host::new();
     let (mut w, _) = Worker::ready(&host);
-    let err = w.request(json!({"type": "read_sublogs", "issue": "ITX-1"}));
-    assert_eq!(err["code"], "unsupported", "{err}");
+    let ok = w.request(json!({"type": "read_sublogs", "issue": "ITX-1"}));
+    assert_eq!(ok["type"], "ok", "{ok}");
+    assert_eq!(ok["entries"], json!([]), "{ok}");
+    let err = w.request(json!({"type": "read_sublogs", "issue": "ITX-1", "sessionId": "../../etc"}));
+    assert_eq!(err["code"], "bad_request", "{err}");
+    let ok = w.request(json!({"type": "clear_sublogs", "issue": "ITX-1"}));
+    assert_eq!(ok["type"], "ok", "{ok}");
 }
