@@ -463,6 +463,20 @@ impl Store {
             .ctx("max log seq")
     }
 
+    /// The highest journal seq of a session whose effect is recorded: the runs' `last_seq` and the
+    /// stored log entries (0 when none). The next run of the session follows from the seq after it.
+    pub fn session_cursor(&self, session_id: &str) -> Result<u64, StoreError> {
+        let runs: i64 = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(MAX(last_seq), 0) FROM runs WHERE session_id = ?1",
+                [session_id],
+                |r| r.get(0),
+            )
+            .ctx("session cursor")?;
+        Ok((runs as u64).max(self.max_log_seq(session_id)?))
+    }
+
     /// The highest log id in use (0 when none).
     pub fn max_log_id(&self) -> Result<u64, StoreError> {
         self.conn

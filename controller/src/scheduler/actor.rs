@@ -958,7 +958,7 @@ impl Actor {
             match resume {
                 Some(p) if p.host.as_deref() == Some(host) && p.session_id.is_some() => {
                     let session = p.session_id.clone().unwrap_or_default();
-                    let from = self.store.with(|s| s.max_log_seq(&session)).unwrap_or(0) + 1;
+                    let from = self.store.with(|s| s.session_cursor(&session)).unwrap_or(0) + 1;
                     (
                         RunMode::Resume {
                             message: "You were paused by an operator and are now resumed. Continue the task.".into(),
@@ -1136,7 +1136,7 @@ impl Actor {
         };
         self.inputs.remove(id);
         let _ = self.store.with(|s| s.remove_input(id));
-        let from = self.store.with(|s| s.max_log_seq(&input.session_id)).unwrap_or(0) + 1;
+        let from = self.store.with(|s| s.session_cursor(&input.session_id)).unwrap_or(0) + 1;
         let host = input.host.clone();
         self.dispatch_with_mode(
             issue,
@@ -1364,6 +1364,13 @@ impl Actor {
                     r.subagents = subagents;
                 }
             }
+            RunEvent::PrSeen(url) => {
+                if let Some(r) = self.runs.get_mut(&run_id)
+                    && r.record.pr_url.is_none()
+                {
+                    r.record.pr_url = Some(url);
+                }
+            }
             RunEvent::Turn {
                 turn_count,
                 input_tokens,
@@ -1409,6 +1416,7 @@ impl Actor {
             record.branch = x.branch.clone().or(record.branch);
             record.pr_url = x.pr_url.clone().or(record.pr_url);
         }
+        record.pr_url = record.pr_url.or(entry.record.pr_url.clone());
         let attempt = record.attempt;
         let host = record.host.clone();
         let is_reviewer = record.kind == "reviewer";

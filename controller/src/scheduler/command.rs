@@ -74,6 +74,8 @@ pub enum RunEvent {
         at: DateTime<Utc>,
         subagents: u32,
     },
+    /// The agent produced a pull request URL.
+    PrSeen(String),
     /// A turn ended: cumulative totals of the run.
     Turn {
         turn_count: u32,

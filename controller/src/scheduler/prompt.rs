@@ -110,7 +110,8 @@ pub fn continuation_prompt(issue: &Issue) -> String {
     )
 }
 
-/// The prompt that resumes a session after a human answered the agent's question.
+/// The prompt that resumes a session after a human answered the agent's question: the answer itself, as
+/// if the human had typed it into the agent's session.
 pub fn reply_prompt(reply: &str) -> String {
-    format!("A human answered your question:\n\n{reply}\n\nContinue the task with this answer.")
+    reply.to_string()
 }

@@ -181,7 +181,6 @@ async fn drive(spec: &RunSpec) -> RunOutcome {
                 )
                 .await;
             }
-            let feed = spec.link.follow(&spec.session_id, 1);
             let start = RequestBody::StartSession(StartSession {
                 session_id: spec.session_id.clone(),
                 issue: spec.identifier.clone(),
@@ -197,11 +196,12 @@ async fn drive(spec: &RunSpec) -> RunOutcome {
                 hooks: spec.hooks.clone(),
             });
             if let Err(e) = call_patiently::<SessionStarted>(spec, start, Duration::from_secs(60)).await {
-                spec.link.unfollow(&spec.session_id).await;
                 let msg = format!("starting the agent failed: {e}");
                 note(spec, LogLevel::Error, &msg).await;
                 return failed(msg);
             }
+            // The journal keeps every event, so following after the start loses nothing.
+            let feed = spec.link.follow(&spec.session_id, 1);
             send(
                 spec,
                 RunEvent::Started {
@@ -212,17 +212,16 @@ async fn drive(spec: &RunSpec) -> RunOutcome {
             (feed, 0)
         }
         RunMode::Resume { message, from_seq } => {
-            let feed = spec.link.follow(&spec.session_id, *from_seq);
             let body = RequestBody::SendInput(SendInput {
                 session_id: spec.session_id.clone(),
                 message: message.clone(),
             });
             if let Err(e) = call_patiently::<SessionStarted>(spec, body, Duration::from_secs(60)).await {
-                spec.link.unfollow(&spec.session_id).await;
                 let msg = format!("resuming the agent session failed: {e}");
                 note(spec, LogLevel::Error, &msg).await;
                 return failed(msg);
             }
+            let feed = spec.link.follow(&spec.session_id, *from_seq);
             send(spec, RunEvent::Started { workspace: None }).await;
             (feed, 0)
         }
@@ -291,6 +290,9 @@ async fn follow(
                     }
                     if entry.event == LogEventKind::Subagent {
                         subagents += 1;
+                    }
+                    if entry.event == LogEventKind::Pr {
+                        send(spec, RunEvent::PrSeen(entry.message.trim().to_string())).await;
                     }
                     let kind = serde_json::to_value(entry.event)
                         .ok()

@@ -221,7 +221,12 @@ impl Supervisor {
 
     fn emit_agent_event(&mut self, event: AgentEvent) {
         match event {
-            AgentEvent::Log(entry) => self.emit_log(entry),
+            AgentEvent::Log(mut entry) => {
+                if entry.event == itervox_protocol::LogEventKind::Turn {
+                    entry.message = session_turn_message(&entry.message, self.order.turn);
+                }
+                self.emit_log(entry)
+            }
             AgentEvent::TurnEnd(summary) => {
                 if summary.agent_session_ref.is_some() {
                     self.agent_session_ref = summary.agent_session_ref.clone();
@@ -681,3 +686,39 @@ async fn capture_stderr(mut stderr: tokio::process::ChildStderr, path: PathBuf, 
 
 #[cfg(test)]
 mod tests;
+
+/// The parser numbers results within one agent process ("Turn 1 ended: …"); the journal shows the
+/// session's turn instead, and the result number only when a process reported more than one.
+fn session_turn_message(message: &str, session_turn: u32) -> String {
+    let Some(rest) = message.strip_prefix("Turn ") else {
+        return message.to_string();
+    };
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    let Ok(result) = rest[..digits].parse::<u32>() else {
+        return message.to_string();
+    };
+    let tail = &rest[digits..];
+    if result > 1 {
+        format!("Turn {session_turn} (result {result}){tail}")
+    } else {
+        format!("Turn {session_turn}{tail}")
+    }
+}
+
+#[cfg(test)]
+mod turn_message_tests {
+    use super::session_turn_message;
+
+    #[test]
+    fn uses_the_session_turn() {
+        assert_eq!(
+            session_turn_message("Turn 1 ended: 5 input tokens", 3),
+            "Turn 3 ended: 5 input tokens"
+        );
+        assert_eq!(
+            session_turn_message("Turn 2 ended with an error: x", 1),
+            "Turn 1 (result 2) ended with an error: x"
+        );
+        assert_eq!(session_turn_message("Something else", 2), "Something else");
+    }
+}
