@@ -64,7 +64,7 @@ pub struct TuiArgs {
     /// The controller's address (or its dashboard URL).
     #[arg(long, default_value = "http://127.0.0.1:8090")]
     pub url: String,
-    /// The API token.
+    /// The API token (prefer the environment variable: arguments are visible to other users).
     #[arg(long, env = "ITERVOX_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }

@@ -112,7 +112,8 @@ impl Tmux {
             socket: dir.path().join("tmux.sock"),
             _dir: dir,
         };
-        tmux.ok(&["new-session", "-d", "-s", "keep", "-x", "80", "-y", "24"]).await;
+        tmux.ok(&["new-session", "-d", "-s", "keep", "-x", "80", "-y", "24"])
+            .await;
         tmux.ok(&["set-option", "-g", "remain-on-exit", "on"]).await;
         // No status bar: the program gets the whole 80x24.
         tmux.ok(&["set-option", "-g", "status", "off"]).await;
@@ -243,12 +244,15 @@ async fn tui_in_tmux_shows_state_help_disconnection_and_quits() {
     })
     .await;
     tmux.keys("tui", &["Escape"]).await;
-    tmux.wait_screen("tui", "the help closed", |s| !s.contains("Help: keys")).await;
+    tmux.wait_screen("tui", "the help closed", |s| !s.contains("Help: keys"))
+        .await;
 
     // A key that reaches the API.
     tmux.keys("tui", &["R"]).await;
-    tmux.wait_screen("tui", "the refresh answer", |s| s.contains("refresh queued") || s.contains("refresh joined"))
-        .await;
+    tmux.wait_screen("tui", "the refresh answer", |s| {
+        s.contains("refresh queued") || s.contains("refresh joined")
+    })
+    .await;
 
     // The controller goes away: said plainly; it comes back: live again without a key press.
     served.stop().await;
@@ -264,7 +268,10 @@ async fn tui_in_tmux_shows_state_help_disconnection_and_quits() {
     tmux.keys("tui", &["q"]).await;
     assert_eq!(tmux.wait_exit("tui").await, 0);
     let s = tmux.transcript("tui").await;
-    assert!(!s.contains("Running (0/3)"), "the TUI's screen was not cleared on exit:\n{s}");
+    assert!(
+        !s.contains("Running (0/3)"),
+        "the TUI's screen was not cleared on exit:\n{s}"
+    );
     again.stop().await;
 }
 

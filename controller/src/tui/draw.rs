@@ -368,13 +368,29 @@ fn row_look(app: &App, pane: Pane, i: usize) -> (&'static str, Style) {
     }
 }
 
-/// A running table column.
+/// What a running-table column shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Id,
+    Title,
+    Host,
+    Backend,
+    Turn,
+    Tokens,
+    Elapsed,
+    LastEvent,
+}
+
+/// A running-table column.
 struct Col {
+    field: Field,
     label: &'static str,
     width: usize,
     right: bool,
 }
 
+/// The columns that fit `width`: optional ones drop out on narrow screens (backend first), the last
+/// event takes what is left.
 fn running_columns(rows: &[RunningRow], width: u16) -> Vec<Col> {
     let id_w = rows
         .iter()
@@ -384,27 +400,31 @@ fn running_columns(rows: &[RunningRow], width: u16) -> Vec<Col> {
         .clamp(6, 14);
     let w = width as usize;
     let mut cols = vec![Col {
+        field: Field::Id,
         label: "ID",
         width: id_w,
         right: false,
     }];
     if width >= TITLES {
         cols.push(Col {
+            field: Field::Title,
             label: "TITLE",
             width: (w / 5).min(40),
             right: false,
         });
     }
+    // (field, label, width, right-aligned, shown from this screen width)
     let optional = [
-        ("HOST", 12, false, 44),
-        ("BACKEND", 7, false, 72),
-        ("TURN", 4, true, 36),
-        ("TOKENS", 6, true, 56),
-        ("ELAPSED", 7, true, 30),
+        (Field::Host, "HOST", 12, false, 44),
+        (Field::Backend, "BACKEND", 7, false, 72),
+        (Field::Turn, "TURN", 4, true, 36),
+        (Field::Tokens, "TOKENS", 6, true, 56),
+        (Field::Elapsed, "ELAPSED", 7, true, 30),
     ];
-    for (label, cw, right, min_width) in optional {
+    for (field, label, cw, right, min_width) in optional {
         if width >= min_width {
             cols.push(Col {
+                field,
                 label,
                 width: cw,
                 right,
@@ -413,6 +433,7 @@ fn running_columns(rows: &[RunningRow], width: u16) -> Vec<Col> {
     }
     let used: usize = 2 + cols.iter().map(|c| c.width + 1).sum::<usize>();
     cols.push(Col {
+        field: Field::LastEvent,
         label: "LAST EVENT",
         width: w.saturating_sub(used).max(1),
         right: false,
@@ -420,16 +441,17 @@ fn running_columns(rows: &[RunningRow], width: u16) -> Vec<Col> {
     cols
 }
 
-fn running_cell(app: &App, row: &RunningRow, label: &str) -> String {
-    match label {
-        "ID" => row.identifier.clone(),
-        "TITLE" => row.title.clone().unwrap_or_default(),
-        "HOST" => row.worker_host.clone().unwrap_or_else(|| "–".into()),
-        "BACKEND" => row.backend.clone().unwrap_or_else(|| "–".into()),
-        "TURN" => row.turn_count.to_string(),
-        "TOKENS" => humanize::count(row.tokens),
-        "ELAPSED" => humanize::duration_ms(row.elapsed_ms + app.since_frame_ms()),
-        _ => match (&row.last_event, &row.last_message) {
+fn running_cell(app: &App, row: &RunningRow, field: Field) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
+    match field {
+        Field::Id => row.identifier.clone(),
+        Field::Title => row.title.clone().unwrap_or_default(),
+        Field::Host => or_dash(&row.worker_host),
+        Field::Backend => or_dash(&row.backend),
+        Field::Turn => row.turn_count.to_string(),
+        Field::Tokens => humanize::count(row.tokens),
+        Field::Elapsed => humanize::duration_ms(row.elapsed_ms + app.since_frame_ms()),
+        Field::LastEvent => match (&row.last_event, &row.last_message) {
             (Some(e), Some(m)) => format!("{e}: {m}"),
             (None, Some(m)) => m.clone(),
             (Some(e), None) => e.clone(),
@@ -470,7 +492,7 @@ fn draw_running(app: &App, frame: &mut Frame<'_>, area: Rect) {
         let (mark, style) = row_look(app, Pane::Running, i);
         let mut text = format!("{mark} ");
         for c in &cols {
-            let cell = single_line(&running_cell(app, row, c.label));
+            let cell = single_line(&running_cell(app, row, c.field));
             text.push_str(&if c.right {
                 fit_right(&cell, c.width)
             } else {

@@ -28,7 +28,14 @@ struct TerminalGuard {
 
 impl TerminalGuard {
     fn enter() -> io::Result<TerminalGuard> {
-        let terminal = ratatui::try_init()?;
+        let terminal = match ratatui::try_init() {
+            Ok(t) => t,
+            Err(e) => {
+                // Raw mode may already be on: undo what was done before reporting.
+                let _ = ratatui::try_restore();
+                return Err(e);
+            }
+        };
         // Paste arrives as one event (for the reply box) instead of a key storm.
         let _ = crossterm::execute!(io::stdout(), EnableBracketedPaste);
         Ok(TerminalGuard { terminal })
