@@ -149,7 +149,17 @@ impl Tmux {
         for e in env {
             cmd.extend(["-e", e]);
         }
-        cmd.extend(["--", bin, "tui"]);
+        // tmux's own #{pane_dead_status} is racy (empty when the pty closes before the child is
+        // reaped), so a shell reports the exit status in the pane.
+        cmd.extend([
+            "--",
+            "sh",
+            "-c",
+            r#""$@"; echo "[itervox exited with status $?]""#,
+            "sh",
+            bin,
+            "tui",
+        ]);
         cmd.extend(args);
         self.ok(&cmd).await;
     }
@@ -186,15 +196,18 @@ impl Tmux {
         }
     }
 
-    /// Waits for the program in `name` to end and returns its exit status.
+    /// Waits for `itervox tui` in `name` to end and returns its exit status.
     async fn wait_exit(&self, name: &str) -> i32 {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let out = self
-                .ok(&["display-message", "-p", "-t", name, "#{pane_dead} #{pane_dead_status}"])
-                .await;
-            if let Some(status) = out.trim().strip_prefix("1 ") {
-                return status.parse().unwrap();
+            let text = self.transcript(name).await;
+            let status = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("[itervox exited with status "))
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|n| n.parse().ok());
+            if let Some(status) = status {
+                return status;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -437,6 +437,7 @@ impl App {
     fn on_snapshot(&mut self, snapshot: StateSnapshot, at: DateTime<Utc>) -> Vec<Action> {
         self.advance(at);
         self.connection = Connection::Live;
+        let first = self.snapshot.is_none();
         self.snapshot = Some(snapshot);
         self.snapshot_at = Some(at);
         for pane in Pane::ALL {
@@ -448,6 +449,15 @@ impl App {
                 sel.index = sel.index.min(keys.len().saturating_sub(1));
             }
             sel.key = keys.get(sel.index).cloned();
+        }
+        // On the first frame, start where there is something to see.
+        if first
+            && self.keys(self.focus).is_empty()
+            && let Some(pane) = Pane::ALL
+                .into_iter()
+                .find(|p| p.holds_issues() && !self.keys(*p).is_empty())
+        {
+            self.focus = pane;
         }
         // A dialog about an issue that moved on would only earn a 409: close it and say why.
         match &self.mode {

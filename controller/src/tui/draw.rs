@@ -117,7 +117,8 @@ fn notice_lines(app: &App) -> Vec<Line<'static>> {
         .bg(Color::Red)
         .add_modifier(Modifier::BOLD);
     let text = |s: String| format!(" {}", single_line(&s));
-    if let Connection::Disconnected { error, retry_at, .. } = &app.connection {
+    if let Connection::Disconnected { error, since, retry_at } = &app.connection {
+        let down = humanize::duration_ms((app.now - *since).num_milliseconds().max(0) as u64);
         let wait = (*retry_at - app.now).num_seconds().max(0);
         let retry = if wait > 0 {
             format!("retry in {wait}s")
@@ -129,7 +130,7 @@ fn notice_lines(app: &App) -> Vec<Line<'static>> {
             None => "no data yet".into(),
         };
         return vec![
-            Line::styled(text(format!("DISCONNECTED · {retry} · {data}")), alarm),
+            Line::styled(text(format!("DISCONNECTED for {down} · {retry} · {data}")), alarm),
             Line::styled(text(error.clone()), Style::new().fg(Color::Red)),
         ];
     }
@@ -224,7 +225,8 @@ fn rows_of(app: &App, pane: Pane) -> u16 {
 }
 
 /// Splits `total` rows among sections with minimum and wanted heights; the last section (the log)
-/// takes what is left, and is promised about a third of the body when there is room for it.
+/// takes what is left, and is promised about a third of the body when there is room for it. When
+/// even the minimums do not fit, sections are filled in order and the last ones get nothing.
 pub fn plan_heights(total: u16, mins: &[u16], wants: &[u16]) -> Vec<u16> {
     let n = mins.len();
     let mut out = vec![0u16; n];
@@ -243,10 +245,18 @@ pub fn plan_heights(total: u16, mins: &[u16], wants: &[u16]) -> Vec<u16> {
     let log_min = mins[n - 1];
     let log_pref = log_min.max(total / 3);
     let mut budget = total.saturating_sub(log_pref).saturating_sub(needed - log_min);
-    for i in 0..n - 1 {
-        let extra = wants[i].saturating_sub(mins[i]).min(budget);
-        out[i] = mins[i] + extra;
-        budget -= extra;
+    out[..n - 1].copy_from_slice(&mins[..n - 1]);
+    // One row at a time to each list that wants more, so a long list cannot hide a short one.
+    let mut grew = true;
+    while budget > 0 && grew {
+        grew = false;
+        for i in 0..n - 1 {
+            if budget > 0 && out[i] < wants[i] {
+                out[i] += 1;
+                budget -= 1;
+                grew = true;
+            }
+        }
     }
     out[n - 1] = total - out[..n - 1].iter().sum::<u16>();
     out

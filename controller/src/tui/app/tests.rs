@@ -37,6 +37,30 @@ fn the_first_frame_selects_the_first_running_issue_and_follows_its_log() {
 }
 
 #[test]
+fn with_nothing_running_the_first_frame_starts_on_a_pane_with_issues() {
+    let mut s = busy();
+    s.running.clear();
+    s.input_required.clear();
+    let mut app = App::new("u", FixedOffset::east_opt(0).unwrap(), t0());
+    let actions = app.update(Event::Snapshot {
+        snapshot: Box::new(s.clone()),
+        at: t0(),
+    });
+    assert_eq!(app.focus, Pane::Retrying);
+    assert_eq!(actions, vec![Action::FollowLog(Some("ITX-2".into()))]);
+    app.update(ch('1'));
+    app.update(Event::Snapshot {
+        snapshot: Box::new(s),
+        at: t0(),
+    });
+    assert_eq!(
+        app.focus,
+        Pane::Running,
+        "later frames leave the focus where the user put it"
+    );
+}
+
+#[test]
 fn key_table() {
     let id = |s: &str| s.to_string();
     let rows: Vec<(&str, Vec<Event>, Vec<Action>)> = vec![

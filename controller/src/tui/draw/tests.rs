@@ -121,10 +121,11 @@ fn a_disconnected_feed_says_so_and_dates_what_is_shown() {
         retry_in: Duration::from_secs(4),
         at: t0() + chrono::Duration::seconds(30),
     });
+    app.update(Event::Tick(t0() + chrono::Duration::seconds(33)));
     let lines = screen(&app, 80, 24);
     assert!(lines[0].contains("DISCONNECTED"), "{:?}", lines[0]);
     assert!(
-        lines[1].contains("DISCONNECTED · retry in 4s · showing data from 10:00:00"),
+        lines[1].contains("DISCONNECTED for 3s · retry in 1s · showing data from 10:00:00"),
         "{:?}",
         lines[1]
     );
@@ -247,6 +248,17 @@ fn a_selected_row_beyond_the_pane_scrolls_into_view() {
 }
 
 #[test]
+fn a_long_running_list_does_not_hide_the_hosts() {
+    let mut s = busy();
+    s.running = (1..=9)
+        .map(|i| running(&format!("ITX-{i}"), "build-1", "claude", i))
+        .collect();
+    let lines = screen(&app_with(s), 80, 24);
+    assert!(line_with(&lines, "build-2").contains("down"), "{}", lines.join("\n"));
+    line_with(&lines, "ITX-3");
+}
+
+#[test]
 fn narrow_screens_stack_the_panes() {
     let lines = screen(&app_with(busy()), 50, 40);
     let input = lines.iter().position(|l| l.contains("Input required")).unwrap();
@@ -286,8 +298,8 @@ fn height_planning_shares_rows_and_keeps_the_log() {
     assert_eq!(plan_heights(22, &[3, 2, 2, 3], &[4, 2, 4, u16::MAX]), vec![4, 2, 4, 12]);
     assert_eq!(
         plan_heights(22, &[3, 2, 2, 3], &[40, 9, 9, u16::MAX]),
-        vec![11, 2, 2, 7],
-        "the log keeps a third"
+        vec![6, 5, 4, 7],
+        "long lists share, the log keeps a third"
     );
     assert_eq!(
         plan_heights(6, &[3, 2, 2, 3], &[4, 2, 4, u16::MAX]),
