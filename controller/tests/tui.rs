@@ -313,3 +313,44 @@ async fn without_a_terminal_it_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs an interactive terminal"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_while_the_controller_is_down_then_sigterm_restores_the_terminal() {
+    // A loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let tmux = Tmux::start().await;
+    tmux.tui("down", &[], &["--url", &url]).await;
+    let s = tmux
+        .wait_screen("down", "the disconnected banner", |s| {
+            s.contains("DISCONNECTED") && s.contains("no data yet")
+        })
+        .await;
+    assert!(s.contains("Connection refused"), "{s}");
+
+    let shell: i32 = tmux
+        .ok(&["display-message", "-p", "-t", "down", "#{pane_pid}"])
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    let children = format!("/proc/{shell}/task/{shell}/children");
+    let tui: i32 = std::fs::read_to_string(&children)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .expect("the shell runs itervox tui")
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tui), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(tmux.wait_exit("down").await, 0);
+    let s = tmux.transcript("down").await;
+    assert!(
+        !s.contains("DISCONNECTED"),
+        "the TUI's screen was not cleared on SIGTERM:\n{s}"
+    );
+}

@@ -701,7 +701,9 @@ fn draw_log(app: &App, frame: &mut Frame<'_>, area: Rect) {
     });
     if let Some(q) = question {
         let text = format!("Question: {}", single_line(&q));
-        let rows = humanize::width(&text).div_ceil(inner.width.max(1) as usize) as u16;
+        let rows = humanize::width(&text)
+            .div_ceil(inner.width.max(1) as usize)
+            .min(u16::MAX as usize) as u16;
         let q_rows = rows.min(inner.height / 2).max(1);
         let q_area = take_top(&mut inner, q_rows);
         frame.render_widget(

@@ -83,14 +83,20 @@ async fn tick(tx: mpsc::Sender<Event>) {
     }
 }
 
-/// SIGTERM or SIGHUP (the SSH session closed) end the TUI cleanly, restoring the terminal.
+/// SIGTERM, SIGINT (`kill -INT`; Ctrl-C itself arrives as a key in raw mode) or SIGHUP (the SSH
+/// session closed) end the TUI cleanly, restoring the terminal.
 async fn watch_signals(tx: mpsc::Sender<Event>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         return;
     };
     tokio::select! {
         _ = term.recv() => {}
+        _ = int.recv() => {}
         _ = hup.recv() => {}
     }
     let _ = tx.send(Event::Hangup).await;
