@@ -29,6 +29,8 @@ pub enum Cmd {
     Run(RunArgs),
     /// Start a throwaway demo project with sample issues and the scripted demo agent (no API key needed).
     Demo(DemoArgs),
+    /// Watch and steer a running controller from the terminal (works over SSH).
+    Tui(TuiArgs),
 }
 
 #[derive(Debug, Clone, clap::Args, Default)]
@@ -55,6 +57,16 @@ pub struct DemoArgs {
     /// Folder for the demo project (default: a new temporary folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TuiArgs {
+    /// The controller's address (or its dashboard URL).
+    #[arg(long, default_value = "http://127.0.0.1:8090")]
+    pub url: String,
+    /// The API token (prefer the environment variable: arguments are visible to other users).
+    #[arg(long, env = "ITERVOX_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Stops on SIGINT or SIGTERM; a second signal exits at once.
@@ -183,5 +195,9 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<ExitCode> {
             run_controller(args, false).await
         }
         Cmd::Demo(args) => run_demo(args).await,
+        Cmd::Tui(args) => itervox::tui::run(args.url, args.token)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
     }
 }

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod scheduler;
 pub mod store;
 pub mod tracker;
+pub mod tui;
 
 use config::Workflow;
 use scheduler::{SchedulerHandle, SchedulerOptions};
