@@ -128,6 +128,8 @@ pub async fn start(
         Some(t) => t,
         None => tracker::from_config(&options.workflow.config).context("setting up the tracker")?,
     };
+    let outbox = tracker::outbox::Outbox::open(&db, tracker.clone())
+        .with_context(|| format!("opening the tracker write queue in {}", db.display()))?;
     let tasks = TaskTracker::new();
     let scheduler_cancel = shutdown.child_token();
     let watcher = options.watch_workflow.then(|| {
@@ -148,10 +150,15 @@ pub async fn start(
             worker_binary: options.worker_binary.clone(),
             cancel_grace: options.cancel_grace,
             watch: watcher.as_ref().map(|(h, _)| h.clone()),
+            outbox: outbox.clone(),
         },
         scheduler_cancel.clone(),
         tasks.clone(),
     );
+    {
+        let cancel = scheduler_cancel.clone();
+        tasks.spawn(async move { outbox.run(cancel).await });
+    }
     if let Some((_, mut events)) = watcher {
         let tx = scheduler.sender();
         tasks.spawn(async move {

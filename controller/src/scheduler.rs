@@ -73,6 +73,8 @@ pub struct SchedulerOptions {
     pub cancel_grace: Duration,
     /// The WORKFLOW.md watcher, so settings writes are not mistaken for operator edits.
     pub watch: Option<crate::config::watch::WatchHandle>,
+    /// The durable queue of tracker writes (state moves, comments, branch records).
+    pub outbox: crate::tracker::outbox::Outbox,
 }
 
 /// The way into the scheduler. Cheap to clone.

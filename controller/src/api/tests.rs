@@ -48,6 +48,7 @@ fn fixture(token: Option<&str>) -> Fixture {
         ..Issue::default()
     }]));
     let store = StoreHandle::new(Store::open_in_memory().unwrap());
+    let outbox = crate::tracker::outbox::Outbox::open(&dir.path().join("outbox.db"), tracker.clone()).unwrap();
     let hub = crate::issue_logs::LogHub::new(store.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     let scheduler = SchedulerHandle::spawn(
@@ -61,6 +62,7 @@ fn fixture(token: Option<&str>) -> Fixture {
             worker_binary: Some(dir.path().join("no-such-worker")),
             cancel_grace: Duration::from_secs(1),
             watch: None,
+            outbox,
         },
         cancel.clone(),
         tokio_util::task::TaskTracker::new(),

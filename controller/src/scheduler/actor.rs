@@ -33,6 +33,7 @@ use crate::hosts::local::{LOCAL_HOST, LocalConnector, find_worker_binary};
 use crate::hosts::pool::{HostView, choose_host};
 use crate::issue_logs::LogHub;
 use crate::store::{InputRecord, OverrideRecord, PausedRecord, RetryRecord, RunRecord, RunState, StoreHandle};
+use crate::tracker::outbox::{Outbox, TrackerWrite};
 use crate::tracker::{Issue, SharedTracker, TrackerError};
 
 mod commands;
@@ -107,6 +108,7 @@ pub(super) struct Actor {
     worker_binary: Option<PathBuf>,
     cancel_grace: Duration,
     watch: Option<crate::config::watch::WatchHandle>,
+    outbox: Outbox,
 
     link_tx: mpsc::UnboundedSender<(String, LinkEvent)>,
     link_rx: Option<mpsc::UnboundedReceiver<(String, LinkEvent)>>,
@@ -124,7 +126,8 @@ pub(super) struct Actor {
     /// Issues whose next run should resume their paused agent session.
     resume_sessions: BTreeMap<String, PausedRecord>,
     /// State moves written by the controller that the tracker does not show yet.
-    pending_moves: BTreeMap<String, String>,
+    /// Identifier → (target state, outbox key).
+    pending_moves: BTreeMap<String, (String, String)>,
     reasons: BTreeMap<String, String>,
     history: VecDeque<HistoryRow>,
     totals: (u64, u64, Option<f64>),
@@ -239,6 +242,7 @@ impl Actor {
             worker_binary: options.worker_binary,
             cancel_grace: options.cancel_grace,
             watch: options.watch,
+            outbox: options.outbox,
             link_tx,
             link_rx: Some(link_rx),
             issues: BTreeMap::new(),
@@ -348,6 +352,7 @@ impl Actor {
     }
 
     fn housekeeping(&mut self) {
+        self.check_pending_moves();
         // Running rows show elapsed time; keep them fresh.
         if !self.runs.is_empty() {
             self.dirty = true;

@@ -143,12 +143,6 @@ pub enum Command {
     },
     ConfigReloaded(Box<Workflow>),
     ConfigInvalid(ConfigError),
-    /// A tracker write finished (for the "pending write" overlay).
-    TrackerWriteDone {
-        identifier: String,
-        state: Option<String>,
-        error: Option<String>,
-    },
     /// Operator-visible note for an issue's log, from a helper task.
     Note {
         identifier: String,

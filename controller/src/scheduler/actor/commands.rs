@@ -256,28 +256,6 @@ impl Actor {
                     error: e.to_string(),
                 });
             }
-            Command::TrackerWriteDone {
-                identifier,
-                state,
-                error,
-            } => {
-                if let Some(e) = error {
-                    let what = state
-                        .as_ref()
-                        .map(|s| format!("move to {s}"))
-                        .unwrap_or_else(|| "comment".into());
-                    self.note(
-                        &identifier,
-                        LogLevel::Error,
-                        format!("Tracker write failed ({what}): {e}"),
-                    );
-                    if state.is_some() {
-                        self.pending_moves.remove(&identifier);
-                    }
-                } else if let Some(s) = state {
-                    self.note(&identifier, LogLevel::Info, format!("Moved to {s} in the tracker"));
-                }
-            }
             Command::Note {
                 identifier,
                 message,

@@ -3,58 +3,67 @@
 use super::*;
 
 impl Actor {
-    /// Moves an issue in the tracker. With `overlay`, the issue is treated as already moved until the
-    /// tracker shows it (so a finished issue is not dispatched again in between).
+    /// Moves an issue in the tracker through the durable outbox (retried until the tracker takes it, never
+    /// lost across restarts). With `overlay`, the issue is treated as already moved until the tracker
+    /// shows it, so a finished issue is not dispatched again in between.
     pub(super) fn write_state(&mut self, id: &str, state: &str, overlay: bool) {
-        if overlay {
-            self.pending_moves.insert(id.to_string(), state.to_string());
-        }
-        if let Some(i) = self.issues.get_mut(id) {
-            i.state = state.to_string();
-        }
-        let tracker = self.tracker.clone();
-        let tx = self.cmd_tx.clone();
-        let (id, state) = (id.to_string(), state.to_string());
-        self.tasks.spawn(async move {
-            let mut delay = Duration::from_secs(1);
-            let mut error = None;
-            for _ in 0..5 {
-                match tracker.move_state(&id, &state).await {
-                    Ok(()) => {
-                        error = None;
-                        break;
-                    }
-                    Err(e) => {
-                        error = Some(e.to_string());
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                    }
+        let key = format!("move:{id}:{}", uuid::Uuid::new_v4().simple());
+        let write = TrackerWrite::MoveState {
+            state: state.to_string(),
+        };
+        match self.outbox.enqueue(&key, id, write) {
+            Ok(_) => {
+                if overlay {
+                    self.pending_moves.insert(id.to_string(), (state.to_string(), key));
                 }
+                if let Some(i) = self.issues.get_mut(id) {
+                    i.state = state.to_string();
+                }
+                self.note(id, LogLevel::Info, format!("Moving to {state} in the tracker"));
             }
-            let _ = tx
-                .send(Command::TrackerWriteDone {
-                    identifier: id,
-                    state: Some(state),
-                    error,
-                })
-                .await;
-        });
+            Err(e) => self.note(id, LogLevel::Error, format!("Could not queue the move to {state}: {e}")),
+        }
     }
 
-    pub(super) fn write_comment(&mut self, id: &str, body: String) {
-        let tracker = self.tracker.clone();
-        let tx = self.cmd_tx.clone();
-        let id = id.to_string();
-        self.tasks.spawn(async move {
-            let error = tracker.add_comment(&id, &body).await.err().map(|e| e.to_string());
-            let _ = tx
-                .send(Command::TrackerWriteDone {
-                    identifier: id,
-                    state: None,
-                    error,
-                })
-                .await;
-        });
+    /// Posts a comment through the durable outbox; `key` makes it idempotent (posted once, even when a
+    /// first attempt's answer was lost).
+    pub(super) fn write_comment(&mut self, id: &str, key: &str, body: String) {
+        if let Err(e) = self.outbox.enqueue(key, id, TrackerWrite::Comment { body }) {
+            self.note(id, LogLevel::Error, format!("Could not queue a tracker comment: {e}"));
+        }
+    }
+
+    /// Records the issue's branch in the tracker through the outbox.
+    pub(super) fn write_branch(&mut self, id: &str, branch: &str) {
+        let key = format!("branch:{id}:{branch}");
+        if let Err(e) = self.outbox.enqueue(
+            &key,
+            id,
+            TrackerWrite::RecordBranch {
+                branch: branch.to_string(),
+            },
+        ) {
+            self.note(id, LogLevel::Warn, format!("Could not queue recording the branch: {e}"));
+        }
+    }
+
+    /// Drops overlays of state moves the outbox gave up on (the tracker refused them for good), so the
+    /// issue is judged by its real state again.
+    pub(super) fn check_pending_moves(&mut self) {
+        let failed: Vec<(String, String)> = self
+            .pending_moves
+            .iter()
+            .filter(|(_, (_, key))| self.outbox.status_of(key).ok().flatten().as_deref() == Some("failed"))
+            .map(|(id, (state, _))| (id.clone(), state.clone()))
+            .collect();
+        for (id, state) in failed {
+            self.pending_moves.remove(&id);
+            self.note(
+                &id,
+                LogLevel::Error,
+                format!("The tracker refused the move to {state}; see the outbox"),
+            );
+        }
     }
 
     pub(super) fn remove_workspace(&mut self, id: &str, host: &str) {

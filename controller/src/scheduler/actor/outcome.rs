@@ -195,13 +195,7 @@ impl Actor {
                         self.write_state(&id, &cs, true);
                     }
                     if let Some(branch) = record.branch.clone() {
-                        let tracker = self.tracker.clone();
-                        let id2 = id.clone();
-                        self.tasks.spawn(async move {
-                            if let Err(e) = tracker.record_branch(&id2, &branch).await {
-                                tracing::warn!(issue = %id2, error = %e, "Could not record the branch in the tracker");
-                            }
-                        });
+                        self.write_branch(&id, &branch);
                     }
                     if self.config().agent.auto_review && self.config().agent.reviewer_profile.is_some() {
                         let issue = entry.issue.clone();
@@ -236,7 +230,8 @@ impl Actor {
                         "**The agent needs your input** (reply in a comment to continue):\n\n{question}\n\n<!-- itervox:question:{} -->",
                         record.session_id
                     );
-                    self.write_comment(&id, body);
+                    let key = format!("question:{}:{}", record.session_id, record.run_id);
+                    self.write_comment(&id, &key, body);
                 }
             }
             (

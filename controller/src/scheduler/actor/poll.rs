@@ -123,7 +123,7 @@ impl Actor {
         let shown: Vec<String> = self
             .pending_moves
             .iter()
-            .filter(|(id, state)| {
+            .filter(|(id, (state, _))| {
                 self.issues
                     .get(*id)
                     .is_some_and(|i| i.state.eq_ignore_ascii_case(state))
