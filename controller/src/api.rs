@@ -23,6 +23,7 @@ mod hosts;
 mod issues;
 mod logs;
 pub mod metrics;
+pub mod openapi;
 mod settings;
 mod state;
 
@@ -67,6 +68,7 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/health", get(state::health))
         .route("/ready", get(state::ready))
+        .route("/openapi.json", get(openapi::serve))
         .route("/state", get(state::state))
         .route("/events", get(state::events))
         .route("/refresh", post(state::refresh))

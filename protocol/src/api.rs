@@ -246,7 +246,7 @@ pub struct HostRow {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProfileDef {
     pub command: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -414,7 +414,7 @@ pub struct RefreshQueued {
 
 /// `POST /settings/workers` body: absolute or relative.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkersRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<i64>,
@@ -424,7 +424,7 @@ pub struct WorkersRequest {
 
 /// `PUT /settings/tracker/states` body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrackerStatesRequest {
     pub active_states: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -441,7 +441,7 @@ pub struct TrackerStatesRequest {
 
 /// `POST /ssh-hosts` body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddHostRequest {
     pub host: String,
     #[serde(default)]
@@ -450,7 +450,7 @@ pub struct AddHostRequest {
 
 /// `PUT /settings/reviewer` body and `GET /settings/reviewer` answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReviewerSettings {
     pub profile: String,
     #[serde(default, alias = "auto_review")]

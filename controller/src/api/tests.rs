@@ -11,16 +11,18 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::*;
-use crate::config::{Config, Workflow};
 use crate::scheduler::{SchedulerHandle, SchedulerOptions};
 use crate::store::{Store, StoreHandle};
 use crate::tracker::memory::MemoryTracker;
 use crate::tracker::{Issue, SharedTracker};
 
-struct Fixture {
-    app: axum::Router,
-    _dir: tempfile::TempDir,
-    cancel: tokio_util::sync::CancellationToken,
+pub(super) struct Fixture {
+    pub(super) app: axum::Router,
+    pub(super) dir: tempfile::TempDir,
+    pub(super) cancel: tokio_util::sync::CancellationToken,
+    pub(super) store: StoreHandle,
+    pub(super) hub: crate::issue_logs::LogHub,
+    pub(super) scheduler: SchedulerHandle,
 }
 
 impl Drop for Fixture {
@@ -29,17 +31,45 @@ impl Drop for Fixture {
     }
 }
 
-fn fixture(token: Option<&str>) -> Fixture {
+impl Fixture {
+    pub(super) fn workflow_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("WORKFLOW.md")
+    }
+
+    pub(super) fn workflow_text(&self) -> String {
+        std::fs::read_to_string(self.workflow_path()).unwrap()
+    }
+}
+
+/// The fixture's WORKFLOW.md: comments, an unusual key order and a prompt body that API edits must keep
+/// byte-for-byte.
+pub(super) const WORKFLOW: &str = "---
+# Test workflow: comments and key order must survive API edits.
+polling:
+  interval_ms: 3600000 # an hour: tests poll with /refresh
+tracker:
+  kind: memory
+  active_states: [Todo, In Progress]   # flow style kept
+  terminal_states: [Done, Cancelled]
+agent:
+  # how many at once
+  max_concurrent_agents: 3
+  profiles:
+    reviewer:
+      command: claude
+      prompt: Review the pull request.
+---
+Work on {{ issue.identifier }}.
+
+  Indented line, trailing spaces   
+Last line without newline";
+
+pub(super) fn fixture(token: Option<&str>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.tracker.kind = crate::config::TrackerKind::Memory;
-    config.polling.interval_ms = 3_600_000;
-    let workflow = Workflow {
-        path: dir.path().join("WORKFLOW.md"),
-        config,
-        prompt_template: "Work on {{ issue.identifier }}".into(),
-        content_hash: 0,
-    };
+    let path = dir.path().join("WORKFLOW.md");
+    std::fs::write(&path, WORKFLOW).unwrap();
+    let workflow = crate::config::load::load_workflow(&path).unwrap();
+    assert_eq!(workflow.config.tracker.kind, crate::config::TrackerKind::Memory);
     let tracker: SharedTracker = Arc::new(MemoryTracker::new(vec![Issue {
         id: "T-1".into(),
         identifier: "T-1".into(),
@@ -68,19 +98,26 @@ fn fixture(token: Option<&str>) -> Fixture {
         tokio_util::task::TaskTracker::new(),
     );
     let app = router(ApiState {
-        scheduler,
-        hub,
-        store,
+        scheduler: scheduler.clone(),
+        hub: hub.clone(),
+        store: store.clone(),
         token: token.map(Arc::from),
         daemon_log: None,
         metrics: Arc::new(crate::metrics::Metrics::default()),
         keep_alive: Duration::from_secs(25),
         shutdown: cancel.clone(),
     });
-    Fixture { app, _dir: dir, cancel }
+    Fixture {
+        app,
+        dir,
+        cancel,
+        store,
+        hub,
+        scheduler,
+    }
 }
 
-async fn call(
+pub(super) async fn call(
     f: &Fixture,
     method: &str,
     uri: &str,
@@ -104,9 +141,12 @@ async fn call(
     (status, json, headers)
 }
 
-fn code(v: &Value) -> &str {
+pub(super) fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
+
+mod contract;
+mod settings_writes;
 
 #[tokio::test]
 async fn token_is_required_except_for_health() {
