@@ -136,7 +136,31 @@ pub fn apply_edits_with(
     let process_lock = process_lock(&target);
     let _in_process = process_lock.lock().unwrap_or_else(PoisonError::into_inner);
     let _flock = lock_file(&target)?;
+    // A person's editor takes no lock: when the file changes between our read and our replace, start
+    // over from what they saved instead of overwriting it with the stale copy.
+    for _ in 0..MAX_ATTEMPTS {
+        if let Some(outcome) = attempt(&target, edits, env, before_commit)? {
+            return Ok(outcome);
+        }
+    }
+    Err(EditError::Io {
+        path: target,
+        message: format!("the file kept changing while it was being edited ({MAX_ATTEMPTS} tries)"),
+    })
+}
 
+/// How often an edit starts over because the file changed under it.
+const MAX_ATTEMPTS: usize = 10;
+
+/// One read-edit-replace under the locks; `None` when the file changed before it could be replaced
+/// (nothing was written).
+fn attempt(
+    target: &Path,
+    edits: &[Edit],
+    env: &dyn Fn(&str) -> Option<String>,
+    before_commit: &mut dyn FnMut(u64, u64),
+) -> Result<Option<EditOutcome>, EditError> {
+    let target = target.to_path_buf();
     let text = match std::fs::read(&target) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|_| EditError::Conflict {
             error: ConfigError::Unreadable {
@@ -174,12 +198,12 @@ pub fn apply_edits_with(
         splice::apply_value(&mut expected, edit).map_err(unsupported)?;
     }
     if new_yaml == yaml {
-        return Ok(EditOutcome {
+        return Ok(Some(EditOutcome {
             previous_hash,
             content_hash: previous_hash,
             changed: false,
             workflow: current,
-        });
+        }));
     }
 
     let got = parse_raw(&new_yaml).map_err(|detail| EditError::Verification {
@@ -206,13 +230,15 @@ pub fn apply_edits_with(
         .map_err(|error| EditError::Invalid { error })?;
     let new_hash = content_hash(new_text.as_bytes());
     before_commit(previous_hash, new_hash);
-    write_atomically(&target, new_text.as_bytes())?;
-    Ok(EditOutcome {
+    if !write_atomically(&target, new_text.as_bytes(), text.as_bytes())? {
+        return Ok(None);
+    }
+    Ok(Some(EditOutcome {
         previous_hash,
         content_hash: new_hash,
         changed: true,
         workflow,
-    })
+    }))
 }
 
 /// The front matter as a raw value tree (aliases resolved, merge keys not applied).
@@ -306,8 +332,9 @@ fn lock_file(target: &Path) -> Result<Flock<File>, EditError> {
 }
 
 /// Replaces `target` with `bytes`: a temp file in the same folder with the old mode, fsync, rename,
-/// fsync of the folder. A crash leaves the old file or the new one, never a mix.
-fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), EditError> {
+/// fsync of the folder. A crash leaves the old file or the new one, never a mix. Returns false (and
+/// writes nothing) when `target` no longer holds `read` just before the rename.
+fn write_atomically(target: &Path, bytes: &[u8], read: &[u8]) -> Result<bool, EditError> {
     let dir = target.parent().unwrap_or(Path::new("/"));
     let name = target
         .file_name()
@@ -329,12 +356,15 @@ fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), EditError> {
     tmp.as_file()
         .sync_all()
         .map_err(|e| io_error(tmp.path(), "cannot fsync", &e))?;
+    if std::fs::read(target).map_err(|e| io_error(target, "cannot read", &e))? != read {
+        return Ok(false);
+    }
     tmp.persist(target)
         .map_err(|e| io_error(target, "cannot replace the file", &e.error))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(dir, "cannot fsync the folder", &e))?;
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
