@@ -179,7 +179,7 @@ pub async fn start(
         store: store.clone(),
         token: options.api_token.clone().filter(|t| !t.is_empty()).map(Arc::from),
         daemon_log: options.daemon_log.clone(),
-        metrics: Arc::new(metrics::Metrics::default()),
+        metrics: scheduler.metrics(),
         keep_alive: options.keep_alive,
         shutdown: shutdown.clone(),
     };

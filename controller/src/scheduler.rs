@@ -83,6 +83,7 @@ pub struct SchedulerHandle {
     tx: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Arc<SnapshotFrame>>,
     tracker: watch::Receiver<SharedTracker>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The scheduler could not answer (it is shutting down, or its queue is full).
@@ -109,14 +110,23 @@ impl SchedulerHandle {
         let (tx, rx) = mpsc::channel(1024);
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(SnapshotFrame::default()));
         let (tracker_tx, tracker_rx) = watch::channel(options.tracker.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let mut actor = actor::Actor::new(options, tx.clone(), snapshot_tx, tracker_tx, cancel, tasks.clone());
+        actor.metrics = metrics.clone();
         actor.start();
         tasks.spawn(actor.run(rx));
         SchedulerHandle {
             tx,
             snapshot: snapshot_rx,
             tracker: tracker_rx,
+            metrics,
         }
+    }
+
+    /// The event counters of `GET /metrics` (dispatches, failures, tracker requests) this scheduler
+    /// keeps.
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.metrics.clone()
     }
 
     /// The latest snapshot.

@@ -103,7 +103,7 @@ pub(super) fn fixture(token: Option<&str>) -> Fixture {
         store: store.clone(),
         token: token.map(Arc::from),
         daemon_log: None,
-        metrics: Arc::new(crate::metrics::Metrics::default()),
+        metrics: scheduler.metrics(),
         keep_alive: Duration::from_secs(25),
         shutdown: cancel.clone(),
     });

@@ -44,6 +44,16 @@ mod outcome;
 mod poll;
 mod publish;
 
+/// Where a `DELETE /workspaces` is: nothing is dispatched until it is `Idle` again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clearing {
+    Idle,
+    /// The runs were told to stop; the worktrees go once every one of them has ended.
+    WaitingForRuns,
+    /// The worktrees are being removed.
+    Removing,
+}
+
 /// Why the scheduler stopped a run; decides what happens after it ends.
 #[derive(Debug, Clone, PartialEq)]
 enum StopReason {
@@ -142,10 +152,13 @@ pub(super) struct Actor {
     last_tracker_error: Option<TrackerErrorInfo>,
     config_invalid: Option<ConfigInvalid>,
     draining: bool,
+    clearing: Clearing,
 
     dirty: bool,
     version: u64,
     last_publish: Instant,
+    /// Event counters for `GET /metrics`.
+    pub(super) metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn log_entry(level: LogLevel, message: impl Into<String>) -> IssueLogEntry {
@@ -270,9 +283,11 @@ impl Actor {
             last_tracker_error: None,
             config_invalid: None,
             draining: false,
+            clearing: Clearing::Idle,
             dirty: true,
             version: 0,
             last_publish: now - PUBLISH_EVERY,
+            metrics: Arc::default(),
         }
     }
 

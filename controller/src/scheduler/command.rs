@@ -131,6 +131,8 @@ pub enum Command {
     Settings(SettingsChange, Reply<serde_json::Value>),
     /// Cancels every run, then removes every worktree on every host.
     ClearWorkspaces(Reply<()>),
+    /// The removal `ClearWorkspaces` started is done; dispatching resumes.
+    WorkspacesCleared,
 
     PollDone(PollResult),
     Run {

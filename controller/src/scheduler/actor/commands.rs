@@ -238,12 +238,19 @@ impl Actor {
                 reply(tx, result);
             }
             Command::ClearWorkspaces(tx) => {
-                let runs: Vec<String> = self.runs.keys().cloned().collect();
-                for run_id in runs {
-                    self.stop_run(&run_id, StopReason::Clearing);
+                if self.clearing == Clearing::Idle {
+                    let runs: Vec<String> = self.runs.keys().cloned().collect();
+                    for run_id in runs {
+                        self.stop_run(&run_id, StopReason::Clearing);
+                    }
+                    self.clearing = Clearing::WaitingForRuns;
+                    self.clear_when_runs_ended();
                 }
-                self.clear_workspaces();
                 reply(tx, Ok(()));
+            }
+            Command::WorkspacesCleared => {
+                self.clearing = Clearing::Idle;
+                self.start_poll(true);
             }
             Command::PollDone(result) => self.on_poll(result),
             Command::Run { run_id, event } => self.on_run(run_id, event),

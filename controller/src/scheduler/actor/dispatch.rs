@@ -5,7 +5,7 @@ use super::*;
 impl Actor {
     pub(super) fn dispatch_pass(&mut self) {
         self.dirty = true;
-        if self.draining {
+        if self.draining || self.clearing != Clearing::Idle {
             return;
         }
         // Answered questions go first: they resume an existing session.
@@ -301,6 +301,9 @@ impl Actor {
         {
             self.write_state(&id, &ws, false);
         }
+        self.metrics
+            .dispatches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.by_issue.insert(id.clone(), run_id.clone());
         self.runs.insert(
             run_id,
@@ -448,6 +451,9 @@ impl Actor {
             format!("Resuming session {session_id} on {host} with the human's answer"),
         );
         let cancel = spec.cancel.clone();
+        self.metrics
+            .dispatches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.by_issue.insert(id.clone(), run_id.clone());
         self.runs.insert(
             run_id,

@@ -102,12 +102,31 @@ impl Actor {
         let hub = self.hub.clone();
         let id = id.to_string();
         let entry = log_entry(level, message);
+        // Also in the controller's own log, so `GET /logs?identifier=` can follow one issue.
+        match level {
+            LogLevel::Info => tracing::info!(issue = %id, "{}", entry.message),
+            LogLevel::Warn => tracing::warn!(issue = %id, "{}", entry.message),
+            LogLevel::Error => tracing::error!(issue = %id, "{}", entry.message),
+        }
         self.tasks.spawn(async move {
             hub.publish(&id, entry).await;
         });
     }
 
-    pub(super) fn clear_workspaces(&mut self) {
+    /// Starts removing the worktrees once every run stopped for a `DELETE /workspaces` has ended, so no
+    /// agent is still writing into a folder that is going away.
+    pub(super) fn clear_when_runs_ended(&mut self) {
+        if self.clearing == Clearing::WaitingForRuns
+            && !self.runs.values().any(|r| r.stop == Some(StopReason::Clearing))
+        {
+            self.clearing = Clearing::Removing;
+            self.clear_workspaces();
+        }
+    }
+
+    /// Removes every worktree on every host in the background, then reports `WorkspacesCleared`.
+    fn clear_workspaces(&mut self) {
+        let tx = self.cmd_tx.clone();
         let links: Vec<(String, HostLink)> = self.hosts.iter().map(|h| (h.name.clone(), h.link.clone())).collect();
         let hub = self.hub.clone();
         let hooks = Hooks {
@@ -116,8 +135,6 @@ impl Actor {
             ..Hooks::default()
         };
         self.tasks.spawn(async move {
-            // Give stopping sessions a moment to exit before their worktrees go away.
-            tokio::time::sleep(Duration::from_millis(500)).await;
             for (host, link) in links {
                 let list = match link
                     .call::<itervox_protocol::worker::WorkspaceList>(RequestBody::ListWorkspaces)
@@ -142,6 +159,7 @@ impl Actor {
                     hub.publish(&ws.issue, log_entry(LogLevel::Info, message)).await;
                 }
             }
+            let _ = tx.send(Command::WorkspacesCleared).await;
         });
     }
 }

@@ -83,7 +83,10 @@ impl Actor {
                     r.record.agent_ref = agent_ref;
                 }
             }
-            RunEvent::Finished(outcome) => self.on_finished(&run_id, outcome),
+            RunEvent::Finished(outcome) => {
+                self.on_finished(&run_id, outcome);
+                self.clear_when_runs_ended();
+            }
         }
     }
 
@@ -266,6 +269,11 @@ impl Actor {
             tracing::error!(error = %e, "Could not save the finished run");
         }
         self.totals = self.store.with(|s| s.totals()).unwrap_or(self.totals);
+        if record.status == RunState::Failed {
+            self.metrics
+                .run_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.note(
             &id,
             if record.status == RunState::Failed {

@@ -9,6 +9,9 @@ impl Actor {
             return;
         }
         self.poll_in_flight = true;
+        self.metrics
+            .tracker_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tracker = self.tracker.clone();
         let t = &self.config().tracker;
         let states: Vec<String> = t.active_states.iter().chain(t.backlog_states.iter()).cloned().collect();
@@ -100,6 +103,9 @@ impl Actor {
             }
             Err(e) => {
                 self.last_poll_ok = false;
+                self.metrics
+                    .tracker_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.record_tracker_error("poll", &e);
                 if self.poll_queued {
                     self.poll_queued = false;
