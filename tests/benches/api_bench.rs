@@ -57,7 +57,11 @@ fn seed_history(project: &Project) -> anyhow::Result<()> {
             workspace: None,
             backend: "claude".into(),
             profile: None,
-            status: if i % 7 == 0 { RunState::Failed } else { RunState::Succeeded },
+            status: if i % 7 == 0 {
+                RunState::Failed
+            } else {
+                RunState::Succeeded
+            },
             started_at: started,
             finished_at: Some(started + chrono::Duration::minutes(4)),
             turn_count: 12,

@@ -20,9 +20,6 @@ pub(super) struct Fixture {
     pub(super) app: axum::Router,
     pub(super) dir: tempfile::TempDir,
     pub(super) cancel: tokio_util::sync::CancellationToken,
-    pub(super) store: StoreHandle,
-    pub(super) hub: crate::issue_logs::LogHub,
-    pub(super) scheduler: SchedulerHandle,
 }
 
 impl Drop for Fixture {
@@ -98,23 +95,16 @@ pub(super) fn fixture(token: Option<&str>) -> Fixture {
         tokio_util::task::TaskTracker::new(),
     );
     let app = router(ApiState {
-        scheduler: scheduler.clone(),
-        hub: hub.clone(),
-        store: store.clone(),
+        metrics: scheduler.metrics(),
+        scheduler,
+        hub,
+        store,
         token: token.map(Arc::from),
         daemon_log: None,
-        metrics: scheduler.metrics(),
         keep_alive: Duration::from_secs(25),
         shutdown: cancel.clone(),
     });
-    Fixture {
-        app,
-        dir,
-        cancel,
-        store,
-        hub,
-        scheduler,
-    }
+    Fixture { app, dir, cancel }
 }
 
 pub(super) async fn call(

@@ -38,6 +38,7 @@ fn registered_routes() -> BTreeSet<Route> {
             .find(".fallback(")
             .expect("the fallback ends the route list");
     let body = &src[start..end];
+    let methods = regex::Regex::new(r"\b(get|post|put|delete|patch)\(").unwrap();
     let mut routes = BTreeSet::new();
     let mut rest = body;
     while let Some(i) = rest.find(".route(") {
@@ -62,7 +63,6 @@ fn registered_routes() -> BTreeSet<Route> {
         let q1 = args.find('"').expect("a path literal");
         let q2 = q1 + 1 + args[q1 + 1..].find('"').expect("the path literal ends");
         let path = &args[q1 + 1..q2];
-        let methods = regex::Regex::new(r"\b(get|post|put|delete|patch)\(").unwrap();
         let mut found = 0;
         for m in methods.captures_iter(&args[q2..]) {
             routes.insert((m[1].to_ascii_uppercase(), normalize(path)));
