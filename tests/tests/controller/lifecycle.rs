@@ -50,7 +50,7 @@ async fn todo_runs_and_ends_done_with_a_commit_on_its_branch() {
         "the agent's commit is on itervox/T-1:\n{log}"
     );
     let notes = std::fs::read_to_string(wt.join("DEMO_NOTES.md")).expect("the note was written");
-    assert!(notes.contains("T-1") && notes.contains(&session), "{notes}");
+    assert!(notes.contains("- T-1: worked on by the Itervox demo agent"), "{notes}");
     // The project's own repository is untouched: the work happened in the worktree.
     assert!(!t.project.repo.join("DEMO_NOTES.md").exists());
 
