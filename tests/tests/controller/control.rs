@@ -2,7 +2,7 @@
 //! runs it again to the end; terminate releases it without pausing; refusals for the wrong state.
 
 use itervox_tests::controller::snap;
-use itervox_tests::project::IssueSpec;
+use itervox_tests::project::{IssueSpec, git_output};
 use serde_json::{Value, json};
 
 use crate::{Setup, eventually, group_alive, s};
@@ -57,7 +57,13 @@ async fn cancel_pauses_and_kills_the_agent_and_resume_finishes_it() {
         .await;
     let statuses: Vec<&str> = snap::history(&st, "C-1").iter().map(|h| s(h, "status")).collect();
     assert_eq!(statuses, ["succeeded", "cancelled"]);
+    let hist = snap::history(&st, "C-1");
+    assert_eq!(s(hist[0], "sessionId"), session, "resume continues the paused session");
+    assert_eq!(s(hist[0], "workerHost"), "local");
     t.wait_tracker_state("C-1", "Done").await;
+    // The resumed session did the interrupted work.
+    let log = git_output(&t.worktree("C-1"), &["log", "--format=%an|%s", "main..itervox/C-1"]);
+    assert_eq!(log.trim(), "Itervox Demo Agent|C-1: record the demo agent's note", "{log}");
     // Resume of an issue that is not paused.
     let (code, body) = t.api.call("POST", "/issues/C-1/resume", None).await.unwrap();
     assert_eq!((code, body["error"]["code"].as_str()), (404, Some("not_paused")), "{body}");
