@@ -21,10 +21,7 @@ async fn raw(t: &Setup, method: &str, path: &str, body: &str) -> (u16, Option<St
         .await
         .unwrap();
     let status = resp.status().as_u16();
-    let allow = resp
-        .headers()
-        .get("allow")
-        .map(|v| v.to_str().unwrap().to_string());
+    let allow = resp.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
     let ct = resp
         .headers()
         .get("content-type")
@@ -33,7 +30,10 @@ async fn raw(t: &Setup, method: &str, path: &str, body: &str) -> (u16, Option<St
     let text = resp.text().await.unwrap();
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     if status >= 400 {
-        assert!(ct.starts_with("application/json"), "{method} {path}: error content type {ct:?}");
+        assert!(
+            ct.starts_with("application/json"),
+            "{method} {path}: error content type {ct:?}"
+        );
         assert!(
             v["error"]["code"].is_string() && !s(&v["error"], "message").is_empty(),
             "{method} {path}: the error envelope, got {text:?}"
@@ -57,9 +57,17 @@ async fn bad_requests_get_the_error_envelope() {
     assert_eq!((st, code(&v)), (400, "invalid_json"), "{v}");
     // Valid JSON of the wrong shape or types: bad_request naming the field.
     let (st, _, v) = raw(&t, "POST", "/settings/workers", r#"{"workers":"three"}"#).await;
-    assert_eq!((st, code(&v), s(&v["error"], "field")), (400, "bad_request", "workers"), "{v}");
+    assert_eq!(
+        (st, code(&v), s(&v["error"], "field")),
+        (400, "bad_request", "workers"),
+        "{v}"
+    );
     let (st, _, v) = raw(&t, "POST", "/issues/B-1/provide-input", r#"{"message":42}"#).await;
-    assert_eq!((st, code(&v), s(&v["error"], "field")), (400, "bad_request", "message"), "{v}");
+    assert_eq!(
+        (st, code(&v), s(&v["error"], "field")),
+        (400, "bad_request", "message"),
+        "{v}"
+    );
     let (st, _, v) = raw(&t, "POST", "/issues/B-1/provide-input", r#"{"msg":"hi"}"#).await;
     assert_eq!((st, code(&v)), (400, "bad_request"), "{v}");
     let (st, _, v) = raw(&t, "POST", "/settings/workspace/auto-clear", "[true]").await;
@@ -85,7 +93,11 @@ async fn bad_requests_get_the_error_envelope() {
     assert_eq!((st, code(&v)), (404, "not_found"), "{v}");
     // An identifier that could reach a path is refused before anything uses it.
     let (st, _, v) = raw(&t, "GET", "/issues/-rf/logs", "").await;
-    assert_eq!((st, code(&v), s(&v["error"], "field")), (400, "bad_request", "identifier"), "{v}");
+    assert_eq!(
+        (st, code(&v), s(&v["error"], "field")),
+        (400, "bad_request", "identifier"),
+        "{v}"
+    );
 
     // Wrong methods: 405 with Allow.
     let (st, allow, v) = raw(&t, "PUT", "/state", "{}").await;
@@ -95,7 +107,13 @@ async fn bad_requests_get_the_error_envelope() {
     let (st, allow, v) = raw(&t, "GET", "/issues/B-1/cancel", "").await;
     assert_eq!((st, code(&v)), (405, "method_not_allowed"), "{v}");
     assert!(allow.expect("Allow").contains("POST"));
-    let (st, allow, v) = raw(&t, "POST", "/settings/dispatch-strategy", r#"{"strategy":"least-loaded"}"#).await;
+    let (st, allow, v) = raw(
+        &t,
+        "POST",
+        "/settings/dispatch-strategy",
+        r#"{"strategy":"least-loaded"}"#,
+    )
+    .await;
     assert_eq!((st, code(&v)), (405, "method_not_allowed"), "{v}");
     assert!(allow.expect("Allow").contains("PUT"));
 
@@ -142,14 +160,22 @@ async fn a_broken_workflow_edit_is_reported_and_the_running_session_finishes() {
                 && s["configInvalid"]["error"] != Value::String(error.to_string())
         })
         .await;
-    assert_eq!(st["maxConcurrentAgents"], 6, "the last good configuration stays in force");
+    assert_eq!(
+        st["maxConcurrentAgents"], 6,
+        "the last good configuration stays in force"
+    );
 
     std::fs::write(&t.project.workflow, &good).unwrap();
-    t.wait("configInvalid cleared", |s| s.get("configInvalid").is_none_or(Value::is_null)).await;
+    t.wait("configInvalid cleared", |s| {
+        s.get("configInvalid").is_none_or(Value::is_null)
+    })
+    .await;
 
     let st = t
         .wait("B-2 succeeded", |s| {
-            snap::history(s, "B-2").first().is_some_and(|h| h["status"] == "succeeded")
+            snap::history(s, "B-2")
+                .first()
+                .is_some_and(|h| h["status"] == "succeeded")
         })
         .await;
     let hist = snap::history(&st, "B-2");

@@ -21,7 +21,7 @@ async fn agent_pgid(t: &Setup, session: &str) -> i32 {
 
 #[tokio::test]
 async fn cancel_pauses_and_kills_the_agent_and_resume_finishes_it() {
-    let t = Setup::start(&[IssueSpec::new("C-1", "Todo", "Long. [demo:sleep=20]")], &[]).await;
+    let t = Setup::start(&[IssueSpec::new("C-1", "Todo", "Long. [demo:sleep=10]")], &[]).await;
     let st = t.wait("C-1 running", |s| snap::running(s, "C-1").is_some()).await;
     let session = s(snap::running(&st, "C-1").unwrap(), "sessionId").to_string();
     let pgid = agent_pgid(&t, &session).await;
@@ -30,20 +30,32 @@ async fn cancel_pauses_and_kills_the_agent_and_resume_finishes_it() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body, json!({"cancelled": true, "identifier": "C-1"}));
     let st = t
-        .wait("C-1 paused", |s| snap::paused(s, "C-1") && snap::running(s, "C-1").is_none())
+        .wait("C-1 paused", |s| {
+            snap::paused(s, "C-1") && snap::running(s, "C-1").is_none()
+        })
         .await;
     assert_eq!(st["pauseReasons"]["C-1"], "user_cancelled", "{st:#}");
     let hist = snap::history(&st, "C-1");
     assert_eq!(s(hist[0], "status"), "cancelled", "{hist:#?}");
-    eventually("the agent's process group to be gone", || async { (!group_alive(pgid)).then_some(()) }).await;
+    eventually("the agent's process group to be gone", || async {
+        (!group_alive(pgid)).then_some(())
+    })
+    .await;
     // Paused stays paused across polls.
     t.api.call("POST", "/refresh", None).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let st = t.state_now().await;
-    assert!(snap::paused(&st, "C-1") && snap::running(&st, "C-1").is_none(), "{st:#}");
+    assert!(
+        snap::paused(&st, "C-1") && snap::running(&st, "C-1").is_none(),
+        "{st:#}"
+    );
     // Cancel of an issue that is not running.
     let (code, body) = t.api.call("POST", "/issues/C-1/cancel", None).await.unwrap();
-    assert_eq!((code, body["error"]["code"].as_str()), (404, Some("not_running")), "{body}");
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (404, Some("not_running")),
+        "{body}"
+    );
 
     let (code, body) = t.api.call("POST", "/issues/C-1/resume", None).await.unwrap();
     assert_eq!(code, 200, "{body}");
@@ -52,7 +64,9 @@ async fn cancel_pauses_and_kills_the_agent_and_resume_finishes_it() {
     assert!(!snap::paused(&st, "C-1"));
     let st = t
         .wait("C-1 succeeded", |s| {
-            snap::history(s, "C-1").first().is_some_and(|h| h["status"] == "succeeded")
+            snap::history(s, "C-1")
+                .first()
+                .is_some_and(|h| h["status"] == "succeeded")
         })
         .await;
     let statuses: Vec<&str> = snap::history(&st, "C-1").iter().map(|h| s(h, "status")).collect();
@@ -63,15 +77,23 @@ async fn cancel_pauses_and_kills_the_agent_and_resume_finishes_it() {
     t.wait_tracker_state("C-1", "Done").await;
     // The resumed session did the interrupted work.
     let log = git_output(&t.worktree("C-1"), &["log", "--format=%an|%s", "main..itervox/C-1"]);
-    assert_eq!(log.trim(), "Itervox Demo Agent|C-1: record the demo agent's note", "{log}");
+    assert_eq!(
+        log.trim(),
+        "Itervox Demo Agent|C-1: record the demo agent's note",
+        "{log}"
+    );
     // Resume of an issue that is not paused.
     let (code, body) = t.api.call("POST", "/issues/C-1/resume", None).await.unwrap();
-    assert_eq!((code, body["error"]["code"].as_str()), (404, Some("not_paused")), "{body}");
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (404, Some("not_paused")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn terminate_releases_without_pausing_and_the_issue_runs_again() {
-    let t = Setup::start(&[IssueSpec::new("C-2", "Todo", "Long. [demo:sleep=20]")], &[]).await;
+    let t = Setup::start(&[IssueSpec::new("C-2", "Todo", "Long. [demo:sleep=10]")], &[]).await;
     let st = t.wait("C-2 running", |s| snap::running(s, "C-2").is_some()).await;
     let first = s(snap::running(&st, "C-2").unwrap(), "sessionId").to_string();
     let pgid = agent_pgid(&t, &first).await;
@@ -84,11 +106,17 @@ async fn terminate_releases_without_pausing_and_the_issue_runs_again() {
             snap::history(s, "C-2").iter().any(|h| h["sessionId"] == first.as_str())
         })
         .await;
-    let row = snap::history(&st, "C-2").into_iter().find(|h| h["sessionId"] == first.as_str()).unwrap();
+    let row = snap::history(&st, "C-2")
+        .into_iter()
+        .find(|h| h["sessionId"] == first.as_str())
+        .unwrap();
     assert_eq!(s(row, "status"), "cancelled", "{row:#}");
     assert!(s(row, "error").contains("terminated"), "{row:#}");
     assert!(!snap::paused(&st, "C-2"), "terminate does not pause: {st:#}");
-    eventually("the agent's process group to be gone", || async { (!group_alive(pgid)).then_some(()) }).await;
+    eventually("the agent's process group to be gone", || async {
+        (!group_alive(pgid)).then_some(())
+    })
+    .await;
 
     // The claim is released and the issue is still active, so it is dispatched again: a new session.
     let st = t
@@ -98,14 +126,24 @@ async fn terminate_releases_without_pausing_and_the_issue_runs_again() {
         })
         .await;
     assert!(!snap::paused(&st, "C-2"));
-    assert!(t.project.issue_state("C-2").is_some_and(|s| s == "In Progress" || s == "Todo" || s == "Done"));
+    assert!(
+        t.project
+            .issue_state("C-2")
+            .is_some_and(|s| s == "In Progress" || s == "Todo" || s == "Done")
+    );
 
     // Once nothing is running, paused or waiting, terminate has nothing to act on: 404.
     t.wait("C-2 succeeded", |s| {
-        snap::history(s, "C-2").first().is_some_and(|h| h["status"] == "succeeded")
+        snap::history(s, "C-2")
+            .first()
+            .is_some_and(|h| h["status"] == "succeeded")
     })
     .await;
     t.wait_tracker_state("C-2", "Done").await;
     let (code, body) = t.api.call("POST", "/issues/C-2/terminate", None).await.unwrap();
-    assert_eq!((code, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
 }

@@ -10,7 +10,9 @@ use crate::{Setup, eventually, journal_log_seqs, s, seqs_by_session, tail};
 async fn a_killed_controller_reattaches_and_the_session_finishes_once() {
     let mut t = Setup::start(&[IssueSpec::new("K-1", "Todo", "Quick. [demo:sleep=1]")], &[]).await;
     t.wait("K-1 done", |s| {
-        snap::history(s, "K-1").first().is_some_and(|h| h["status"] == "succeeded")
+        snap::history(s, "K-1")
+            .first()
+            .is_some_and(|h| h["status"] == "succeeded")
     })
     .await;
 
@@ -34,7 +36,11 @@ async fn a_killed_controller_reattaches_and_the_session_finishes_once() {
     let before_max = before.iter().filter_map(|e| e["seq"].as_u64()).max().unwrap();
 
     t.ctl.kill9().await;
-    t.ctl = t.ctl.restart().await.expect("the controller restarts on the same state");
+    t.ctl = t
+        .ctl
+        .restart()
+        .await
+        .expect("the controller restarts on the same state");
     t.api = Api::new(&t.ctl.api(), None);
 
     // History from before the crash is there at once.
@@ -49,13 +55,20 @@ async fn a_killed_controller_reattaches_and_the_session_finishes_once() {
         })
         .await;
     let hist = snap::history(&st, "K-2");
-    assert_eq!(hist.len(), 1, "one run, no second attempt: {hist:#?}\n{}", tail(&t.ctl.output(), 40));
+    assert_eq!(
+        hist.len(),
+        1,
+        "one run, no second attempt: {hist:#?}\n{}",
+        tail(&t.ctl.output(), 40)
+    );
     assert_eq!(s(hist[0], "status"), "succeeded", "{:#}", hist[0]);
     assert_eq!(s(hist[0], "sessionId"), session);
     assert_eq!(hist[0]["attempt"], 1);
     assert!(snap::retrying(&st, "K-2").is_none());
     t.wait_tracker_state("K-2", "Done").await;
-    let sessions = std::fs::read_dir(t.project.workspaces.join(".itervox/sessions")).unwrap().count();
+    let sessions = std::fs::read_dir(t.project.workspaces.join(".itervox/sessions"))
+        .unwrap()
+        .count();
     assert_eq!(sessions, 2, "one session for each issue, none started again");
 
     // Every entry exactly once, from before and after the restart.
@@ -63,8 +76,15 @@ async fn a_killed_controller_reattaches_and_the_session_finishes_once() {
     let by = seqs_by_session(&logs);
     assert_eq!(by.keys().collect::<Vec<_>>(), [&session], "{by:?}");
     let seqs = &by[&session];
-    assert_eq!(seqs, &journal_log_seqs(&t.session_dir(&session)), "/logs holds the journal's log entries once");
-    assert!(seqs.iter().any(|q| *q <= before_max) && seqs.iter().any(|q| *q > before_max), "{seqs:?}");
+    assert_eq!(
+        seqs,
+        &journal_log_seqs(&t.session_dir(&session)),
+        "/logs holds the journal's log entries once"
+    );
+    assert!(
+        seqs.iter().any(|q| *q <= before_max) && seqs.iter().any(|q| *q > before_max),
+        "{seqs:?}"
+    );
     let dispatched = logs
         .iter()
         .filter(|e| s(e, "message").starts_with("Dispatched"))

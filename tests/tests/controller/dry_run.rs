@@ -20,7 +20,11 @@ async fn dry_run_dispatches_nothing() {
     // The issue was considered and found eligible, and the log says it would be dispatched.
     let issue = eventually("D-1 to be judged", || async {
         let issues = t.api.get("/issues").await.ok()?;
-        issues.as_array()?.iter().find(|i| i["identifier"] == "D-1" && i["ineligibleReason"] == "dry_run").cloned()
+        issues
+            .as_array()?
+            .iter()
+            .find(|i| i["identifier"] == "D-1" && i["ineligibleReason"] == "dry_run")
+            .cloned()
     })
     .await;
     assert_eq!(s(&issue, "orchestratorState"), "idle", "{issue}");
@@ -30,9 +34,16 @@ async fn dry_run_dispatches_nothing() {
     // Several poll cycles later nothing ran and nothing changed.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let st = t.state_now().await;
-    assert!(snap::running(&st, "D-1").is_none() && snap::history(&st, "D-1").is_empty(), "{st:#}");
+    assert!(
+        snap::running(&st, "D-1").is_none() && snap::history(&st, "D-1").is_empty(),
+        "{st:#}"
+    );
     assert_eq!(st["counts"]["running"], 0);
-    assert_eq!(t.project.issue_state("D-1").as_deref(), Some("Todo"), "the tracker is untouched");
+    assert_eq!(
+        t.project.issue_state("D-1").as_deref(),
+        Some("Todo"),
+        "the tracker is untouched"
+    );
     assert!(!t.worktree("D-1").exists(), "no worktree was created");
     let sessions = std::fs::read_dir(t.project.workspaces.join(".itervox/sessions"))
         .map(|d| d.count())

@@ -9,13 +9,26 @@ use crate::{Setup, s};
 
 #[tokio::test]
 async fn provided_input_resumes_the_same_session_which_succeeds() {
-    let t = Setup::start(&[IssueSpec::new("Q-1", "Todo", "Ask first. [demo:needs-input] [demo:sleep=1]")], &[]).await;
+    let t = Setup::start(
+        &[IssueSpec::new(
+            "Q-1",
+            "Todo",
+            "Ask first. [demo:needs-input] [demo:sleep=1]",
+        )],
+        &[],
+    )
+    .await;
 
     let st = t.wait("Q-1 running", |s| snap::running(s, "Q-1").is_some()).await;
     let first = snap::running(&st, "Q-1").unwrap().clone();
-    let st = t.wait("Q-1 input required", |s| snap::input_required(s, "Q-1").is_some()).await;
+    let st = t
+        .wait("Q-1 input required", |s| snap::input_required(s, "Q-1").is_some())
+        .await;
     let row = snap::input_required(&st, "Q-1").unwrap().clone();
-    assert!(s(&row, "context").contains("should the note also say who asked"), "{row}");
+    assert!(
+        s(&row, "context").contains("should the note also say who asked"),
+        "{row}"
+    );
     assert_eq!(s(&row, "sessionId"), s(&first, "sessionId"));
     assert_eq!(s(&row, "workerHost"), "local", "{row}");
     assert!(!s(&row, "queuedAt").is_empty(), "{row}");
@@ -29,11 +42,19 @@ async fn provided_input_resumes_the_same_session_which_succeeds() {
         .call("POST", "/issues/NOPE-9/provide-input", Some(json!({"message": "x"})))
         .await
         .unwrap();
-    assert_eq!((code, body["error"]["code"].as_str()), (409, Some("not_input_required")), "{body}");
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (409, Some("not_input_required")),
+        "{body}"
+    );
 
     let (code, body) = t
         .api
-        .call("POST", "/issues/Q-1/provide-input", Some(json!({"message": "Ada Lovelace"})))
+        .call(
+            "POST",
+            "/issues/Q-1/provide-input",
+            Some(json!({"message": "Ada Lovelace"})),
+        )
         .await
         .unwrap();
     assert_eq!(code, 202, "{body}");
@@ -41,7 +62,9 @@ async fn provided_input_resumes_the_same_session_which_succeeds() {
 
     let st = t
         .wait("Q-1 succeeded", |s| {
-            snap::history(s, "Q-1").first().is_some_and(|h| h["status"] == "succeeded")
+            snap::history(s, "Q-1")
+                .first()
+                .is_some_and(|h| h["status"] == "succeeded")
         })
         .await;
     assert!(snap::input_required(&st, "Q-1").is_none());
@@ -65,8 +88,17 @@ async fn provided_input_resumes_the_same_session_which_succeeds() {
 
 #[tokio::test]
 async fn dismissed_input_pauses_the_issue() {
-    let t = Setup::start(&[IssueSpec::new("Q-2", "Todo", "Ask first. [demo:needs-input] [demo:sleep=1]")], &[]).await;
-    t.wait("Q-2 input required", |s| snap::input_required(s, "Q-2").is_some()).await;
+    let t = Setup::start(
+        &[IssueSpec::new(
+            "Q-2",
+            "Todo",
+            "Ask first. [demo:needs-input] [demo:sleep=1]",
+        )],
+        &[],
+    )
+    .await;
+    t.wait("Q-2 input required", |s| snap::input_required(s, "Q-2").is_some())
+        .await;
 
     let (code, body) = t.api.call("POST", "/issues/Q-2/dismiss-input", None).await.unwrap();
     assert_eq!(code, 202, "{body}");
@@ -81,12 +113,19 @@ async fn dismissed_input_pauses_the_issue() {
     assert!(snap::running(&st, "Q-2").is_none());
     // Dismissing again is refused: it no longer waits for input.
     let (code, body) = t.api.call("POST", "/issues/Q-2/dismiss-input", None).await.unwrap();
-    assert_eq!((code, body["error"]["code"].as_str()), (409, Some("not_input_required")), "{body}");
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (409, Some("not_input_required")),
+        "{body}"
+    );
     // Still paused after a poll: nothing re-dispatches it.
     let (code, _) = t.api.call("POST", "/refresh", None).await.unwrap();
     assert_eq!(code, 202);
     // Give a wrong re-dispatch a few poll cycles to show up.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let st = t.state_now().await;
-    assert!(snap::paused(&st, "Q-2") && snap::running(&st, "Q-2").is_none(), "{st:#}");
+    assert!(
+        snap::paused(&st, "Q-2") && snap::running(&st, "Q-2").is_none(),
+        "{st:#}"
+    );
 }

@@ -46,7 +46,8 @@ async fn todo_runs_and_ends_done_with_a_commit_on_its_branch() {
     assert_eq!(branch.trim(), "itervox/T-1");
     let log = git_output(&wt, &["log", "--format=%an|%s", "main..itervox/T-1"]);
     assert!(
-        log.lines().any(|l| l == "Itervox Demo Agent|T-1: record the demo agent's note"),
+        log.lines()
+            .any(|l| l == "Itervox Demo Agent|T-1: record the demo agent's note"),
         "the agent's commit is on itervox/T-1:\n{log}"
     );
     let notes = std::fs::read_to_string(wt.join("DEMO_NOTES.md")).expect("the note was written");
@@ -66,7 +67,11 @@ fn log_events(events: &[SseEvent]) -> Vec<(u64, Value)> {
         .iter()
         .filter(|e| e.event.as_deref() == Some("log"))
         .map(|e| {
-            let id = e.id.as_deref().expect("every log event has an id").parse().expect("numeric id");
+            let id =
+                e.id.as_deref()
+                    .expect("every log event has an id")
+                    .parse()
+                    .expect("numeric id");
             (id, serde_json::from_str(&e.data).expect("log event data is JSON"))
         })
         .collect()
@@ -98,15 +103,22 @@ async fn logs_are_ordered_and_the_log_stream_follows_live_and_resumes() {
 
     // Open the stream while the session runs.
     let before = t.logs("T-2").await;
-    let mut stream = SseStream::open(&format!("{base}/issues/T-2/log-stream"), &[]).await.unwrap();
+    let mut stream = SseStream::open(&format!("{base}/issues/T-2/log-stream"), &[])
+        .await
+        .unwrap();
     let events = read_until(&mut stream, |e| e.data.contains("Run finished")).await;
     t.wait("T-2 succeeded", |s| {
-        snap::history(s, "T-2").first().is_some_and(|h| h["status"] == "succeeded")
+        snap::history(s, "T-2")
+            .first()
+            .is_some_and(|h| h["status"] == "succeeded")
     })
     .await;
     let live = log_events(&events);
     let ids: Vec<u64> = live.iter().map(|(id, _)| *id).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "event ids strictly increase: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "event ids strictly increase: {ids:?}"
+    );
     // The stream delivered the stored entries and then the ones written after it was opened.
     assert!(
         live.len() > before.len(),
@@ -123,18 +135,21 @@ async fn logs_are_ordered_and_the_log_stream_follows_live_and_resumes() {
     // /logs holds the same entries, in the same order, with per-session seqs strictly increasing.
     let logs = t.logs("T-2").await;
     let streamed: Vec<Value> = live.iter().map(|(_, v)| v.clone()).collect();
-    assert_eq!(
-        &logs[..streamed.len()],
-        &streamed[..],
-        "the stream and /logs agree"
-    );
+    assert_eq!(&logs[..streamed.len()], &streamed[..], "the stream and /logs agree");
     let by = seqs_by_session(&logs);
     assert_eq!(by.len(), 1, "one session: {by:?}");
     let seqs = by.values().next().unwrap();
     assert!(seqs.len() >= 8, "a demo run logs several entries: {seqs:?}");
     let session = by.keys().next().unwrap();
-    assert_eq!(seqs, &crate::journal_log_seqs(&t.session_dir(session)), "every journaled log entry once");
-    assert!(logs.iter().any(|e| e["event"] == "action" && e["tool"] == "Bash"), "{logs:#?}");
+    assert_eq!(
+        seqs,
+        &crate::journal_log_seqs(&t.session_dir(session)),
+        "every journaled log entry once"
+    );
+    assert!(
+        logs.iter().any(|e| e["event"] == "action" && e["tool"] == "Bash"),
+        "{logs:#?}"
+    );
 
     // Resume from the middle: exactly the later entries, no duplicates.
     let mid = live.len() / 2;
@@ -166,12 +181,9 @@ async fn logs_are_ordered_and_the_log_stream_follows_live_and_resumes() {
     }
 
     // A cursor that does not exist gets a gap event and a full replay.
-    let mut gone = SseStream::open(
-        &format!("{base}/issues/T-2/log-stream"),
-        &[("Last-Event-ID", "999999")],
-    )
-    .await
-    .unwrap();
+    let mut gone = SseStream::open(&format!("{base}/issues/T-2/log-stream"), &[("Last-Event-ID", "999999")])
+        .await
+        .unwrap();
     let first = gone.next(Duration::from_secs(20)).await.expect("an event");
     assert_eq!(first.event.as_deref(), Some("gap"), "{first:?}");
 }

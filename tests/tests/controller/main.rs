@@ -126,7 +126,9 @@ pub fn seqs_by_session(logs: &[Value]) -> BTreeMap<String, Vec<u64>> {
 pub fn journal_log_seqs(session_dir: &std::path::Path) -> Vec<u64> {
     let mut out = Vec::new();
     for name in ["journal.1.jsonl", "journal.jsonl"] {
-        let Ok(text) = std::fs::read_to_string(session_dir.join(name)) else { continue };
+        let Ok(text) = std::fs::read_to_string(session_dir.join(name)) else {
+            continue;
+        };
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("journal line {line:?}: {e}"));
             if let Some((kind, seq)) = event_of(&v)

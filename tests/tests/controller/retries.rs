@@ -9,7 +9,11 @@ use crate::{Setup, s};
 
 #[tokio::test]
 async fn a_failed_attempt_is_retried_after_the_backoff_and_succeeds() {
-    let t = Setup::start(&[IssueSpec::new("R-1", "Todo", "Flaky. [demo:fail-once] [demo:sleep=1]")], &[]).await;
+    let t = Setup::start(
+        &[IssueSpec::new("R-1", "Todo", "Flaky. [demo:fail-once] [demo:sleep=1]")],
+        &[],
+    )
+    .await;
     let started = Utc::now();
 
     let st = t.wait("R-1 retrying", |s| snap::retrying(s, "R-1").is_some()).await;
@@ -31,13 +35,18 @@ async fn a_failed_attempt_is_retried_after_the_backoff_and_succeeds() {
 
     let st = t
         .wait("R-1 succeeded on the retry", |s| {
-            snap::history(s, "R-1").first().is_some_and(|h| h["status"] == "succeeded")
+            snap::history(s, "R-1")
+                .first()
+                .is_some_and(|h| h["status"] == "succeeded")
         })
         .await;
     let hist = snap::history(&st, "R-1");
     // The retry did not start before it was due (slack for millisecond rounding).
     let retry_start: DateTime<Utc> = s(hist[0], "startedAt").parse().expect("startedAt is RFC 3339");
-    assert!(retry_start >= due - chrono::Duration::milliseconds(100), "{retry_start} >= {due}");
+    assert!(
+        retry_start >= due - chrono::Duration::milliseconds(100),
+        "{retry_start} >= {due}"
+    );
     let statuses: Vec<&str> = hist.iter().map(|h| s(h, "status")).collect();
     assert_eq!(statuses, ["succeeded", "failed"], "newest first: {hist:#?}");
     assert_eq!(hist[0]["attempt"], 2);

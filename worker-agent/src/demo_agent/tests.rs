@@ -279,7 +279,12 @@ fn a_new_session_records_its_task_before_working() {
     let text = std::fs::read_to_string(fx.log_dir.join(format!("{session}.jsonl"))).unwrap();
     let kinds: Vec<String> = text
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap_or_default().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect();
     let first_state = kinds.iter().position(|k| k == "demo-state").expect("a state line");
     let first_work = kinds.iter().position(|k| k == "assistant").expect("an assistant line");
