@@ -122,22 +122,31 @@ pub fn seqs_by_session(logs: &[Value]) -> BTreeMap<String, Vec<u64>> {
     by
 }
 
-/// The seqs of the `log` events in a session's journal on the host, in order.
+/// The seqs of the `log` events in a session's journal on the host, in order; checks that the journal's
+/// events (of every type) are numbered 1..n without gaps.
 pub fn journal_log_seqs(session_dir: &std::path::Path) -> Vec<u64> {
     let mut out = Vec::new();
+    let mut all = Vec::new();
     for name in ["journal.1.jsonl", "journal.jsonl"] {
         let Ok(text) = std::fs::read_to_string(session_dir.join(name)) else {
             continue;
         };
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("journal line {line:?}: {e}"));
-            if let Some((kind, seq)) = event_of(&v)
-                && kind == "log"
-            {
+            let (kind, seq) = event_of(&v).unwrap_or_else(|| panic!("journal line without type and seq: {line}"));
+            all.push(seq);
+            if kind == "log" {
                 out.push(seq);
             }
         }
     }
+    let expected: Vec<u64> = (1..=all.len() as u64).collect();
+    assert_eq!(
+        all,
+        expected,
+        "the journal in {} is numbered 1..n",
+        session_dir.display()
+    );
     out
 }
 
