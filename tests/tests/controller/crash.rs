@@ -1,5 +1,6 @@
 //! A controller killed with SIGKILL mid-session: the restarted controller keeps its history, re-attaches
-//! to the session that kept running on its host, and stores every log entry exactly once.
+//! to the session that kept running on its host, and stores every log entry exactly once; pending input
+//! and pauses survive it.
 
 use itervox_tests::controller::{Api, snap};
 use itervox_tests::project::IssueSpec;
@@ -90,4 +91,72 @@ async fn a_killed_controller_reattaches_and_the_session_finishes_once() {
         .filter(|e| s(e, "message").starts_with("Dispatched"))
         .count();
     assert_eq!(dispatched, 1, "dispatched once: {logs:#?}");
+}
+
+#[tokio::test]
+async fn pending_input_and_pauses_survive_a_killed_controller() {
+    let mut t = Setup::start(
+        &[
+            IssueSpec::new("K-3", "Todo", "Ask first. [demo:needs-input] [demo:sleep=1]"),
+            IssueSpec::new("K-4", "Todo", "Long. [demo:sleep=10]"),
+        ],
+        &[],
+    )
+    .await;
+    let st = t
+        .wait("K-3 waiting for input and K-4 running", |s| {
+            snap::input_required(s, "K-3").is_some() && snap::running(s, "K-4").is_some()
+        })
+        .await;
+    let question = snap::input_required(&st, "K-3").unwrap().clone();
+    let (code, body) = t.api.call("POST", "/issues/K-4/cancel", None).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    t.wait("K-4 paused", |s| {
+        snap::paused(s, "K-4") && snap::running(s, "K-4").is_none()
+    })
+    .await;
+
+    t.ctl.kill9().await;
+    t.ctl = t
+        .ctl
+        .restart()
+        .await
+        .expect("the controller restarts on the same state");
+    t.api = Api::new(&t.ctl.api(), None);
+
+    let st = t.state_now().await;
+    let again = snap::input_required(&st, "K-3").expect("K-3 still waits for input");
+    assert_eq!(again["sessionId"], question["sessionId"]);
+    assert_eq!(again["context"], question["context"]);
+    assert!(snap::paused(&st, "K-4"), "K-4 still paused: {st:#}");
+    assert_eq!(st["pauseReasons"]["K-4"], "user_cancelled");
+
+    let (code, body) = t
+        .api
+        .call(
+            "POST",
+            "/issues/K-3/provide-input",
+            Some(serde_json::json!({"message": "Grace Hopper"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 202, "{body}");
+    let st = t
+        .wait("K-3 succeeded", |s| {
+            snap::history(s, "K-3")
+                .first()
+                .is_some_and(|h| h["status"] == "succeeded")
+        })
+        .await;
+    assert_eq!(snap::history(&st, "K-3")[0]["sessionId"], question["sessionId"]);
+    t.wait_tracker_state("K-3", "Done").await;
+    let notes = std::fs::read_to_string(t.worktree("K-3").join("DEMO_NOTES.md")).expect("note written");
+    assert!(notes.contains("answer: Grace Hopper"), "{notes}");
+    // K-4 was never dispatched again.
+    let st = t.state_now().await;
+    assert!(
+        snap::paused(&st, "K-4") && snap::running(&st, "K-4").is_none(),
+        "{st:#}"
+    );
+    assert_eq!(snap::history(&st, "K-4").len(), 1);
 }
