@@ -42,6 +42,14 @@ async fn raw(t: &Setup, method: &str, path: &str, body: &str) -> (u16, Option<St
     (status, allow, v)
 }
 
+/// The 1-based number of the line of `text` that contains `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("the line is there")
+        + 1
+}
+
 fn code(v: &Value) -> &str {
     s(&v["error"], "code")
 }
@@ -136,9 +144,13 @@ async fn a_broken_workflow_edit_is_reported_and_the_running_session_finishes() {
     let ci = &st["configInvalid"];
     assert_eq!(s(ci, "path"), t.project.workflow.display().to_string());
     let error = s(ci, "error");
+    // The parser notices the unclosed list on the next line; either way the broken line is named.
+    let line = line_of(&broken, "interval_ms: [300");
     assert!(
-        error.contains("line") || error.contains("interval_ms") || error.contains("polling"),
-        "the error names where: {error}"
+        error.contains("WORKFLOW.md:")
+            && error.contains("invalid YAML")
+            && (error.contains(&format!("WORKFLOW.md:{line}:")) || error.contains(&format!("line {line} "))),
+        "the error names the file and line {line}: {error}"
     );
     let ready = t.api.call("GET", "/ready", None).await.unwrap().1;
     assert_eq!(ready["configInvalid"], true, "{ready}");
@@ -156,10 +168,15 @@ async fn a_broken_workflow_edit_is_reported_and_the_running_session_finishes() {
         .wait("configInvalid for the wrong type", |s| {
             s["configInvalid"]["error"]
                 .as_str()
-                .is_some_and(|e| e.contains("max_concurrent_agents") || e.contains("line"))
-                && s["configInvalid"]["error"] != Value::String(error.to_string())
+                .is_some_and(|e| e.contains("agent.max_concurrent_agents"))
         })
         .await;
+    let error = s(&st["configInvalid"], "error");
+    let line = line_of(&wrong_type, "max_concurrent_agents: lots");
+    assert!(
+        error.contains(&format!("WORKFLOW.md:{line}:")) && error.contains("\"lots\""),
+        "the error names the line {line}, the key and the value: {error}"
+    );
     assert_eq!(
         st["maxConcurrentAgents"], 6,
         "the last good configuration stays in force"
