@@ -5,3 +5,4 @@
 mod harness;
 
 mod distribution;
+mod outage;
