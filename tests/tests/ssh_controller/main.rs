@@ -6,3 +6,4 @@ mod harness;
 
 mod distribution;
 mod outage;
+mod refusals;
