@@ -131,8 +131,11 @@ async fn round_robin_spreads_issues_and_full_hosts_make_issues_wait() -> anyhow:
             late["identifier"]
         );
     }
-    // Nothing ran on the controller's own machine: each worktree is under its host's HOME.
+    // Nothing ran on the controller's own machine: each worktree is under its host's HOME, next to the
+    // worker the controller uploaded there.
     for (i, host) in fleet.hosts.iter().enumerate() {
+        let worker = host.home().join(".local/bin/itervox-worker");
+        assert!(worker.is_file(), "the worker was installed at {}", worker.display());
         let on_host: Vec<&str> = rows
             .iter()
             .filter(|r| r["workerHost"] == names[i])

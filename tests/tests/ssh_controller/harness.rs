@@ -228,8 +228,3 @@ pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
-
-/// An issue whose demo agent pauses `tenths`×100 ms between steps.
-pub fn issue(id: &str, tenths: u32) -> IssueSpec {
-    IssueSpec::new(id, "Todo", &format!("Do the thing. [demo:sleep={tenths}]"))
-}

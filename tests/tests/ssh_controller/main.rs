@@ -7,3 +7,4 @@ mod harness;
 mod distribution;
 mod outage;
 mod refusals;
+mod pool_api;
