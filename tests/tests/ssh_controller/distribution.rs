@@ -203,3 +203,62 @@ async fn least_loaded_picks_an_idle_host_where_round_robin_would_not() -> anyhow
     assert!(samples.violations.is_empty(), "{:#?}", samples.violations);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_question_waits_for_a_free_slot_on_the_host_that_holds_its_session() -> anyhow::Result<()> {
+    let fleet = Fleet::start(&["127.0.0.17"])?;
+    let names = fleet.names();
+    let host = names[0].clone();
+    let c = Controlled::start(&fleet.lab, &Setup::new(names.clone(), "round-robin", 1), &[]).await?;
+    c.wait_all_up(&names).await?;
+    let stop = CancellationToken::new();
+    let sampler = sample(c.api.clone(), names.clone(), 1, stop.clone());
+
+    // T-1 asks a question, which frees the host's only slot; T-2 takes it.
+    c.add_issue("T-1", "Ask first. [demo:needs-input] [demo:sleep=1]")?;
+    let s = c
+        .api
+        .wait_state(PATIENCE, "T-1 to ask", |s| {
+            s["inputRequired"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|i| i["identifier"] == "T-1"))
+        })
+        .await?;
+    let question = s["inputRequired"]
+        .as_array()
+        .and_then(|r| r.iter().find(|i| i["identifier"] == "T-1"))
+        .cloned()
+        .unwrap_or_default();
+    c.add_issue("T-2", "Long. [demo:sleep=25]")?;
+    c.api
+        .wait_state(PATIENCE, "T-2 running", |s| {
+            running(s, "T-2").is_some_and(|r| r["workerHost"] == host)
+        })
+        .await?;
+
+    // The answer arrives while the host is full: the resume waits for the slot instead of overfilling it.
+    let (status, body) = c
+        .api
+        .call(
+            "POST",
+            "/issues/T-1/provide-input",
+            Some(json!({"message": "Use the blue one."})),
+        )
+        .await?;
+    assert_eq!(status, 202, "{body}");
+    let s = c
+        .api
+        .wait_state(PATIENCE * 2, "T-1 resumed", |s| running(s, "T-1").is_some())
+        .await?;
+    let resumed = running(&s, "T-1").cloned().unwrap_or_default();
+    assert!(running(&s, "T-2").is_none(), "T-1 resumed beside T-2: {}", s["running"]);
+    assert_eq!(history(&s, "T-2")[0]["status"], "succeeded");
+    assert_eq!(resumed["workerHost"], host, "the answer goes to the session's host");
+    assert_eq!(resumed["sessionId"], question["sessionId"], "the same agent session continues");
+    c.wait_finished(&["T-1"], "succeeded").await?;
+
+    stop.cancel();
+    let samples = sampler.await?;
+    assert!(samples.violations.is_empty(), "{:#?}", samples.violations);
+    Ok(())
+}

@@ -324,11 +324,13 @@ impl Actor {
             return;
         };
         let Some(reply_text) = input.reply.clone() else { return };
-        let host_ok = self.host(&input.host).is_some_and(|h| h.link.is_up() && !h.removing);
-        let host_exists = self.host(&input.host).is_some_and(|h| !h.removing);
+        // The session's host must be up and below its per-host cap, like any other placement.
+        let view = self.host_views().into_iter().find(|v| v.name == input.host);
+        let host_ok = view.as_ref().is_some_and(|v| v.accepts_work());
+        let host_exists = view.is_some();
         if !host_ok {
             if host_exists {
-                // Wait for the host that holds the session.
+                // Wait for the host that holds the session to be up with a free slot.
                 self.reasons.insert(id.to_string(), "waiting_for_host".into());
                 return;
             }
