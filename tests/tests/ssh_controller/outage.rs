@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
+use itervox_tests::sse::SseStream;
 use serde_json::Value;
 
 use super::harness::{Controlled, Fleet, PATIENCE, Setup, history, running};
@@ -69,6 +71,26 @@ async fn a_session_survives_its_hosts_sshd_dying_and_finishes_there_exactly_once
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
+    // A live follower of the issue's log stream, across the outage.
+    let live = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let mut stream = SseStream::open(&format!("{}/issues/T-1/log-stream", c.api.base), &[]).await?;
+    let follower = {
+        let (live, session) = (live.clone(), session.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = stream.next(PATIENCE * 2).await {
+                let Ok(entry) = serde_json::from_str::<Value>(&ev.data) else {
+                    continue;
+                };
+                if ev.event.as_deref() == Some("log")
+                    && entry["sessionId"] == session
+                    && let Some(seq) = entry["seq"].as_u64()
+                {
+                    live.lock().unwrap_or_else(|e| e.into_inner()).push(seq);
+                }
+            }
+        })
+    };
+
     // The host's sshd and every connection it serves die; the agent's supervisor lives on.
     fleet.hosts[idx].stop()?;
     let down = c.wait_host(&host_name, "down", |r| r["status"] == "down").await?;
@@ -123,5 +145,20 @@ async fn a_session_survives_its_hosts_sshd_dying_and_finishes_there_exactly_once
     let distinct: BTreeSet<u64> = delivered.iter().copied().collect();
     assert_eq!(distinct.len(), delivered.len());
     assert!(delivered.len() > before, "entries written during the outage were delivered");
+
+    // The live follower saw each entry once too: the journal's tail from where it joined, in order.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let live = loop {
+        let seen = live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if seen.last() == journal.last() || tokio::time::Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    follower.abort();
+    assert!(
+        journal.ends_with(&live) && live.len() >= journal.len() - before,
+        "the live stream saw {live:?}; the journal holds {journal:?} ({before} delivered before the outage)"
+    );
     Ok(())
 }
