@@ -183,5 +183,11 @@ async fn hosts_are_added_removed_drained_and_the_pool_survives_a_restart() -> an
     assert_eq!(s["sshHosts"][0]["host"], added);
     assert_eq!(s["sshHosts"][0]["description"], "third box");
     assert_eq!(s["dispatchStrategy"], "least-loaded");
+    // The history still says where each run ran.
+    assert_eq!(history(&s, &on_b).first().map(|r| r["workerHost"].clone()), Some(json!(b)));
+    assert_eq!(
+        history(&s, &on_a).iter().map(|r| r["workerHost"].clone()).collect::<Vec<_>>(),
+        vec![json!(added), json!(a)]
+    );
     Ok(())
 }

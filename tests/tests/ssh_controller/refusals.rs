@@ -100,5 +100,18 @@ async fn changed_key_missing_host_and_wrong_key_are_reported_and_the_good_host_w
         .filter_map(|h| h["host"].as_str())
         .collect();
     assert_eq!(pool.len(), 4, "{}", s["sshHosts"]);
+
+    // The operator follows the advice (removes the stale line, records the new key): the host comes
+    // back without a restart.
+    let stale = format!("[127.0.0.11]:{} ", fleet.hosts[0].port());
+    let kept: String = known
+        .lines()
+        .filter(|l| !l.starts_with(&stale))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs_err::write(fleet.lab.known_hosts(), kept)?;
+    fleet.lab.trust(&fleet.hosts[0])?;
+    let row = c.wait_host(&rotated, "up again", |r| r["status"] == "up").await?;
+    assert!(row.get("lastError").is_none_or(|e| e.is_null()), "{row}");
     Ok(())
 }
