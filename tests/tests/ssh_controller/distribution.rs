@@ -30,10 +30,12 @@ fn sample(api: Api, hosts: Vec<String>, cap: u32, stop: CancellationToken) -> to
                 out.count += 1;
                 for (host, n) in running_per_host(&s) {
                     if !hosts.contains(&host) {
-                        out.violations.push(format!("a session runs on {host:?}, not a lab host: {}", s["running"]));
+                        out.violations
+                            .push(format!("a session runs on {host:?}, not a lab host: {}", s["running"]));
                     }
                     if n > cap {
-                        out.violations.push(format!("{host} runs {n} sessions, cap {cap}: {}", s["running"]));
+                        out.violations
+                            .push(format!("{host} runs {n} sessions, cap {cap}: {}", s["running"]));
                     }
                     let peak = out.peak.entry(host).or_default();
                     *peak = (*peak).max(n);
@@ -94,13 +96,21 @@ async fn round_robin_spreads_issues_and_full_hosts_make_issues_wait() -> anyhow:
         .collect::<Option<_>>()
         .ok_or_else(|| anyhow::anyhow!("T-1..T-3 should run first: {}", s["running"]))?;
     assert_eq!(first, names.iter().cloned().collect(), "one issue per host");
-    assert_eq!(running(&s, "T-1").unwrap()["workerHost"], names[0], "round-robin starts at the first host");
+    assert_eq!(
+        running(&s, "T-1").unwrap()["workerHost"],
+        names[0],
+        "round-robin starts at the first host"
+    );
     assert_eq!(running(&s, "T-2").unwrap()["workerHost"], names[1]);
     assert_eq!(running(&s, "T-3").unwrap()["workerHost"], names[2]);
 
     // The other two wait for a host, visibly, and are not run anywhere else.
     let waiting = c.api.get("/issues/T-4").await?;
-    assert!(running(&s, "T-4").is_none() && running(&s, "T-5").is_none(), "{}", s["running"]);
+    assert!(
+        running(&s, "T-4").is_none() && running(&s, "T-5").is_none(),
+        "{}",
+        s["running"]
+    );
     assert_eq!(waiting["orchestratorState"], "idle", "{waiting}");
     assert!(
         waiting["ineligibleReason"].as_str().is_some_and(|r| r.contains("host")),
@@ -111,13 +121,21 @@ async fn round_robin_spreads_issues_and_full_hosts_make_issues_wait() -> anyhow:
     stop.cancel();
     let samples = sampler.await?;
     assert!(samples.violations.is_empty(), "{:#?}", samples.violations);
-    assert!(samples.count > 20, "the sampler read /state only {} times", samples.count);
+    assert!(
+        samples.count > 20,
+        "the sampler read /state only {} times",
+        samples.count
+    );
 
     // Every run ran on a lab host, and the two that waited started only after a slot on their host freed.
     let rows: Vec<&Value> = ids.iter().map(|id| history(&s, id)[0]).collect();
     for row in &rows {
         assert!(names.iter().any(|n| row["workerHost"] == *n), "{row}");
-        assert_eq!(history(&s, row["identifier"].as_str().unwrap()).len(), 1, "one attempt each: {row}");
+        assert_eq!(
+            history(&s, row["identifier"].as_str().unwrap()).len(),
+            1,
+            "one attempt each: {row}"
+        );
     }
     for late in &rows[3..] {
         let host = &late["workerHost"];
@@ -171,8 +189,15 @@ async fn least_loaded_picks_an_idle_host_where_round_robin_would_not() -> anyhow
     // Round-robin comes back to the first host although it is the busiest.
     c.add_issue("T-4", "Short. [demo:sleep=1]")?;
     let s = c.wait_finished(&["T-4"], "succeeded").await?;
-    assert_eq!(finished_on(&s, "T-4"), names[0], "round-robin's next host is the first again");
-    assert!(running(&s, "T-1").is_some(), "T-1 must still run for this test to mean anything");
+    assert_eq!(
+        finished_on(&s, "T-4"),
+        names[0],
+        "round-robin's next host is the first again"
+    );
+    assert!(
+        running(&s, "T-1").is_some(),
+        "T-1 must still run for this test to mean anything"
+    );
 
     // Least-loaded avoids it.
     let (status, body) = c
@@ -185,11 +210,16 @@ async fn least_loaded_picks_an_idle_host_where_round_robin_would_not() -> anyhow
         .await?;
     assert_eq!(status, 200, "{body}");
     c.api
-        .wait_state(PATIENCE, "the strategy to apply", |s| s["dispatchStrategy"] == "least-loaded")
+        .wait_state(PATIENCE, "the strategy to apply", |s| {
+            s["dispatchStrategy"] == "least-loaded"
+        })
         .await?;
     c.add_issue("T-5", "Short. [demo:sleep=1]")?;
     let s = c.wait_finished(&["T-5"], "succeeded").await?;
-    assert!(running(&s, "T-1").is_some(), "T-1 must still run for this test to mean anything");
+    assert!(
+        running(&s, "T-1").is_some(),
+        "T-1 must still run for this test to mean anything"
+    );
     let host = finished_on(&s, "T-5");
     assert!(
         host == names[1] || host == names[2],
@@ -254,7 +284,10 @@ async fn an_answered_question_waits_for_a_free_slot_on_the_host_that_holds_its_s
     assert!(running(&s, "T-2").is_none(), "T-1 resumed beside T-2: {}", s["running"]);
     assert_eq!(history(&s, "T-2")[0]["status"], "succeeded");
     assert_eq!(resumed["workerHost"], host, "the answer goes to the session's host");
-    assert_eq!(resumed["sessionId"], question["sessionId"], "the same agent session continues");
+    assert_eq!(
+        resumed["sessionId"], question["sessionId"],
+        "the same agent session continues"
+    );
     c.wait_finished(&["T-1"], "succeeded").await?;
 
     stop.cancel();

@@ -113,7 +113,10 @@ impl Controlled {
         // Each host keeps its worktrees and journals under its own HOME, like separate machines would.
         let text = fs_err::read_to_string(&project.workflow)?;
         let absolute = format!("  root: {}\n", project.workspaces.display());
-        anyhow::ensure!(text.contains(&absolute), "the project's workflow has no workspace root line");
+        anyhow::ensure!(
+            text.contains(&absolute),
+            "the project's workflow has no workspace root line"
+        );
         fs_err::write(
             &project.workflow,
             text.replace(&absolute, "  root: ~/.itervox/workspaces\n"),

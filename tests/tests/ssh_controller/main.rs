@@ -6,5 +6,5 @@ mod harness;
 
 mod distribution;
 mod outage;
-mod refusals;
 mod pool_api;
+mod refusals;

@@ -1,5 +1,6 @@
-//! A build host's sshd dies mid-session and comes back: the agent keeps running under its supervisor,
-//! the controller reconnects, and the session finishes on that same host with every journal entry
+//! Outages around a running session on an SSH host: the host's sshd dies and comes back, or the
+//! controller crashes and restarts. Either way the agent keeps running under its supervisor, the
+//! controller re-attaches, and the session finishes on that same host with every journal entry
 //! delivered exactly once and no second attempt.
 
 use std::collections::BTreeSet;
@@ -67,7 +68,10 @@ async fn a_session_survives_its_hosts_sshd_dying_and_finishes_there_exactly_once
     // Some entries have arrived: the session is following.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while delivered_seqs(&c.logs("T-1").await?, &session).is_empty() {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no log entry of {session} arrived");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no log entry of {session} arrived"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
@@ -144,7 +148,10 @@ async fn a_session_survives_its_hosts_sshd_dying_and_finishes_there_exactly_once
     );
     let distinct: BTreeSet<u64> = delivered.iter().copied().collect();
     assert_eq!(distinct.len(), delivered.len());
-    assert!(delivered.len() > before, "entries written during the outage were delivered");
+    assert!(
+        delivered.len() > before,
+        "entries written during the outage were delivered"
+    );
 
     // The live follower saw each entry once too: the journal's tail from where it joined, in order.
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -159,6 +166,61 @@ async fn a_session_survives_its_hosts_sshd_dying_and_finishes_there_exactly_once
     assert!(
         journal.ends_with(&live) && live.len() >= journal.len() - before,
         "the live stream saw {live:?}; the journal holds {journal:?} ({before} delivered before the outage)"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_outlives_a_controller_crash_and_is_reattached_over_ssh_exactly_once() -> anyhow::Result<()> {
+    let fleet = Fleet::start(&["127.0.0.18"])?;
+    let names = fleet.names();
+    let mut c = Controlled::start(&fleet.lab, &Setup::new(names.clone(), "round-robin", 0), &[]).await?;
+    c.wait_all_up(&names).await?;
+    c.add_issue("T-1", "Keep going for a while. [demo:sleep=25]")?;
+    let s = c
+        .api
+        .wait_state(PATIENCE, "T-1 running with a session", |s| {
+            running(s, "T-1").is_some_and(|r| r["sessionId"].as_str().is_some_and(|x| !x.is_empty()))
+        })
+        .await?;
+    let session = running(&s, "T-1").expect("running")["sessionId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while delivered_seqs(&c.logs("T-1").await?, &session).is_empty() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no log entry of {session} arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // The controller dies; the agent on the host does not.
+    c.controller.kill9().await;
+    let home = fleet.hosts[0].home().to_path_buf();
+    let at_crash = journal_log_seqs(&home, &session)?.len();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while journal_log_seqs(&home, &session)?.len() <= at_crash + 1 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the agent stopped writing when the controller died"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    c.controller = c.controller.restart().await?;
+    c.api = itervox_tests::controller::Api::new(&c.controller.api(), None);
+    let s = c.wait_finished(&["T-1"], "succeeded").await?;
+    let rows = history(&s, "T-1");
+    assert_eq!(rows.len(), 1, "the same session finished; no second attempt: {rows:?}");
+    assert_eq!(rows[0]["sessionId"], session);
+    assert_eq!(rows[0]["workerHost"], names[0]);
+    let delivered = delivered_seqs(&c.logs("T-1").await?, &session);
+    assert_eq!(
+        delivered,
+        journal_log_seqs(&home, &session)?,
+        "each journal entry is stored exactly once across the crash"
     );
     Ok(())
 }

@@ -45,7 +45,11 @@ async fn hosts_are_added_removed_drained_and_the_pool_survives_a_restart() -> an
     assert_eq!(row["description"], "third box", "{row}");
     let (status, body) = c
         .api
-        .call("POST", "/ssh-hosts", Some(json!({"host": added, "description": "again"})))
+        .call(
+            "POST",
+            "/ssh-hosts",
+            Some(json!({"host": added, "description": "again"})),
+        )
         .await?;
     assert_eq!(status, 409, "a duplicate is a conflict: {body}");
     for bad in ["root@127.0.0.2:notaport", "bad host name!", ""] {
@@ -58,20 +62,31 @@ async fn hosts_are_added_removed_drained_and_the_pool_survives_a_restart() -> an
     }
     let (status, body) = c
         .api
-        .call("POST", "/ssh-hosts", Some(json!({"host": format!(" {added} "), "description": ""})))
+        .call(
+            "POST",
+            "/ssh-hosts",
+            Some(json!({"host": format!(" {added} "), "description": ""})),
+        )
         .await?;
     assert_eq!(status, 409, "the same host spelled with spaces is a duplicate: {body}");
     assert_eq!(c.hosts().await?.len(), 3, "refused additions change nothing");
     let (status, body) = c.api.call("DELETE", "/ssh-hosts/root@127.0.0.99:2222", None).await?;
     assert_eq!(status, 404, "removing a host that is not in the pool: {body}");
-    let (status, body) = c.api.call("DELETE", &format!("/ssh-hosts/{added}?drain=maybe"), None).await?;
+    let (status, body) = c
+        .api
+        .call("DELETE", &format!("/ssh-hosts/{added}?drain=maybe"), None)
+        .await?;
     assert_eq!(status, 400, "{body}");
     assert_eq!(c.hosts().await?.len(), 3, "refused removals change nothing");
 
     // Strategy.
     let (status, body) = c
         .api
-        .call("PUT", "/settings/dispatch-strategy", Some(json!({"strategy": "fastest"})))
+        .call(
+            "PUT",
+            "/settings/dispatch-strategy",
+            Some(json!({"strategy": "fastest"})),
+        )
         .await?;
     assert_eq!(status, 400, "{body}");
     let (status, body) = c
@@ -92,8 +107,7 @@ async fn hosts_are_added_removed_drained_and_the_pool_survives_a_restart() -> an
     let s = c
         .api
         .wait_state(PATIENCE, "three sessions on three hosts", |s| {
-            s["running"].as_array().is_some_and(|r| r.len() == 3)
-                && super::harness::running_per_host(s).len() == 3
+            s["running"].as_array().is_some_and(|r| r.len() == 3) && super::harness::running_per_host(s).len() == 3
         })
         .await?;
     let on = |host: &str| -> (String, String) {
@@ -150,7 +164,11 @@ async fn hosts_are_added_removed_drained_and_the_pool_survives_a_restart() -> an
 
     let s = c.wait_finished(&["T-1", "T-2", "T-3"], "succeeded").await?;
     let drained = history(&s, &on_b);
-    assert_eq!(drained.len(), 1, "the drained host's session finished there: {drained:?}");
+    assert_eq!(
+        drained.len(),
+        1,
+        "the drained host's session finished there: {drained:?}"
+    );
     assert_eq!(drained[0]["workerHost"], b);
     // Both removed hosts leave the pool once their sessions are over.
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -177,16 +195,24 @@ async fn hosts_are_added_removed_drained_and_the_pool_survives_a_restart() -> an
     let s = c
         .api
         .wait_state(PATIENCE, "the restarted pool", |s| {
-            s["sshHosts"].as_array().is_some_and(|h| h.len() == 1 && h[0]["status"] == "up")
+            s["sshHosts"]
+                .as_array()
+                .is_some_and(|h| h.len() == 1 && h[0]["status"] == "up")
         })
         .await?;
     assert_eq!(s["sshHosts"][0]["host"], added);
     assert_eq!(s["sshHosts"][0]["description"], "third box");
     assert_eq!(s["dispatchStrategy"], "least-loaded");
     // The history still says where each run ran.
-    assert_eq!(history(&s, &on_b).first().map(|r| r["workerHost"].clone()), Some(json!(b)));
     assert_eq!(
-        history(&s, &on_a).iter().map(|r| r["workerHost"].clone()).collect::<Vec<_>>(),
+        history(&s, &on_b).first().map(|r| r["workerHost"].clone()),
+        Some(json!(b))
+    );
+    assert_eq!(
+        history(&s, &on_a)
+            .iter()
+            .map(|r| r["workerHost"].clone())
+            .collect::<Vec<_>>(),
         vec![json!(added), json!(a)]
     );
     Ok(())

@@ -84,7 +84,11 @@ async fn changed_key_missing_host_and_wrong_key_are_reported_and_the_good_host_w
     for id in ["T-1", "T-2", "T-3"] {
         let rows = history(&s, id);
         assert_eq!(rows.len(), 1, "{rows:?}");
-        assert_eq!(rows[0]["workerHost"], good, "{id} ran on the healthy host: {:?}", rows[0]);
+        assert_eq!(
+            rows[0]["workerHost"], good,
+            "{id} ran on the healthy host: {:?}",
+            rows[0]
+        );
     }
     let hosts = c.hosts().await?;
     for bad in [&rotated, &refusing, &missing] {
