@@ -276,6 +276,21 @@ async fn an_answered_question_waits_for_a_free_slot_on_the_host_that_holds_its_s
         )
         .await?;
     assert_eq!(status, 202, "{body}");
+    // While T-2 holds the slot, the answered issue says why it has not resumed.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let waiting = c.api.get("/issues/T-1").await?;
+        if waiting["ineligibleReason"] == "waiting_for_host" {
+            break;
+        }
+        let s = c.api.state().await?;
+        anyhow::ensure!(
+            running(&s, "T-2").is_some() && tokio::time::Instant::now() < deadline,
+            "T-1 never said it waits for its host: {waiting}; running: {}",
+            s["running"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let s = c
         .api
         .wait_state(PATIENCE * 2, "T-1 resumed", |s| running(s, "T-1").is_some())
