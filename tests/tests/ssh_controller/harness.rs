@@ -52,8 +52,6 @@ pub struct Setup {
     pub per_host: u32,
     /// `ssh.install_worker: true` (upload the worker) instead of `ssh.worker_path` = the built binary.
     pub install_worker: bool,
-    /// Lines added to the `ssh:` block (indented two spaces), e.g. another `identity_file`.
-    pub ssh_extra: String,
 }
 
 impl Setup {
@@ -63,7 +61,6 @@ impl Setup {
             strategy,
             per_host,
             install_worker: false,
-            ssh_extra: String::new(),
         }
     }
 
@@ -83,18 +80,12 @@ impl Setup {
         } else {
             format!("  worker_path: {}\n", bin_path("itervox-worker").display())
         };
-        let mut yaml = format!(
-            "ssh:\n  user: root\n  known_hosts: {}\n  strict_host_key_checking: yes\n  connect_timeout_ms: 20000\n  keepalive_interval_ms: 3000\n{worker}",
+        format!(
+            "ssh:\n  user: root\n  identity_file: {}\n  known_hosts: {}\n  strict_host_key_checking: yes\n  \
+             connect_timeout_ms: 20000\n  keepalive_interval_ms: 3000\n{worker}",
+            lab.client_key().private_key.display(),
             lab.known_hosts().display(),
-        );
-        if !self.ssh_extra.contains("identity_file") {
-            yaml.push_str(&format!(
-                "  identity_file: {}\n",
-                lab.client_key().private_key.display()
-            ));
-        }
-        yaml.push_str(&self.ssh_extra);
-        yaml
+        )
     }
 }
 
@@ -128,6 +119,13 @@ impl Controlled {
             controller,
             api,
         })
+    }
+
+    /// Starts the controller again on the same workflow and state (after `kill9` or `terminate`).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.controller = self.controller.restart().await?;
+        self.api = Api::new(&self.controller.api(), None);
+        Ok(())
     }
 
     /// Adds an issue to the local tracker while the controller runs (picked up by the next poll).

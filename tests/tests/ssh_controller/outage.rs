@@ -209,8 +209,7 @@ async fn a_session_outlives_a_controller_crash_and_is_reattached_over_ssh_exactl
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
-    c.controller = c.controller.restart().await?;
-    c.api = itervox_tests::controller::Api::new(&c.controller.api(), None);
+    c.restart().await?;
     let s = c.wait_finished(&["T-1"], "succeeded").await?;
     let rows = history(&s, "T-1");
     assert_eq!(rows.len(), 1, "the same session finished; no second attempt: {rows:?}");

@@ -190,8 +190,7 @@ async fn hosts_are_added_removed_drained_and_the_pool_survives_a_restart() -> an
 
     // And they survive a restart.
     c.controller.terminate().await?;
-    c.controller = c.controller.restart().await?;
-    c.api = itervox_tests::controller::Api::new(&c.controller.api(), None);
+    c.restart().await?;
     let s = c
         .api
         .wait_state(PATIENCE, "the restarted pool", |s| {
