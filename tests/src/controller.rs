@@ -95,7 +95,7 @@ impl ControllerProcess {
     }
 
     async fn wait_health(&self) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
+        let client = http_client();
         for _ in 0..200 {
             if let Ok(r) = client.get(format!("{}/api/v1/health", self.base)).send().await
                 && r.status().is_success()
@@ -144,6 +144,12 @@ impl ControllerProcess {
     }
 }
 
+/// A reqwest client; reqwest is built without a default TLS crypto provider, so install ring's first.
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A JSON API client with the bearer token when one is set.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -157,7 +163,7 @@ impl Api {
         Api {
             base: base.trim_end_matches('/').to_string(),
             token: token.map(str::to_string),
-            client: reqwest::Client::new(),
+            client: http_client(),
         }
     }
 
