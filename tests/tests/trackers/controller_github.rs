@@ -23,7 +23,7 @@ fn questions(fake: &FakeGithub, n: u64) -> usize {
 }
 
 #[tokio::test]
-async fn github_dispatch_moves_labels_closes_and_posts_the_question_once() {
+async fn github_dispatch_moves_labels_closes_and_posts_the_question_once_across_a_restart() {
     let fake = FakeGithub::start("octo/widgets", GITHUB_TOKEN).await;
     let work = fake.add_issue(issue("Tidy the README", "Todo", "[demo:sleep=6]"));
     let ask = fake.add_issue(issue("Pick a license", "Todo", "[demo:needs-input] [demo:sleep=1]"));
@@ -31,13 +31,48 @@ async fn github_dispatch_moves_labels_closes_and_posts_the_question_once() {
     // Two state-label writes fail before the tracker takes them.
     fake.fail_next(Some("POST"), Some("/labels"), GithubFailure::ServerError);
     fake.fail_next(Some("POST"), Some("/labels"), GithubFailure::ServerError);
+    // The question comment fails twice (retried after 2 s, then 4 s).
+    let ask_comments = format!("/issues/{ask}/comments");
+    fake.fail_next(Some("POST"), Some(&ask_comments), GithubFailure::ServerError);
+    fake.fail_next(Some("POST"), Some(&ask_comments), GithubFailure::ServerError);
     let project = github_project(&fake.url());
-    let (controller, api) = start(&project).await;
+    let (mut controller, _) = start(&project).await;
     let (work_id, ask_id) = (format!("#{work}"), format!("#{ask}"));
+    let question_posts = |ok: bool| {
+        fake.requests()
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.method == "POST" && r.path.ends_with(&ask_comments) && (r.status < 300) == ok)
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    };
+
+    // The controller dies while the question comment waits in its outbox; the next one posts it.
+    until("a failed question post", &controller, || {
+        (!question_posts(false).is_empty()).then_some(())
+    })
+    .await;
+    controller.kill9().await;
+    let at_restart = fake.requests().len();
+    let controller = controller.restart().await.unwrap();
+    let api = Api::new(&controller.api(), None);
+    until("the question comment", &controller, || {
+        (questions(&fake, ask) > 0).then_some(())
+    })
+    .await;
+    let posted = question_posts(true);
+    assert_eq!(posted.len(), 1, "{:?}", fake.issue(ask));
+    assert!(
+        posted[0] >= at_restart,
+        "the restarted controller posted it from the outbox"
+    );
+    api.wait_state(LONG, "the question", |s| snap::input_required(s, &ask_id).is_some())
+        .await
+        .unwrap();
 
     until("the working-state label", &controller, || {
         let i = fake.issue(work)?;
-        (i.open && i.labels.iter().any(|l| l == "In Progress") && !i.labels.iter().any(|l| l == "Todo")).then_some(())
+        (i.labels.iter().any(|l| l == "In Progress") || !i.open).then_some(())
     })
     .await;
     until("the issue closed as done", &controller, || {
@@ -48,13 +83,31 @@ async fn github_dispatch_moves_labels_closes_and_posts_the_question_once() {
         .wait_state(LONG, "a succeeded run", |s| succeeded(s, &work_id))
         .await
         .unwrap();
-    assert_eq!(snap::history(&s, &work_id).len(), 1, "{s:#}");
     let closed = fake.issue(work).unwrap();
     assert!(
         closed.labels.contains(&"enhancement".to_string()),
         "other labels stay: {closed:?}"
     );
-    assert!(!closed.labels.iter().any(|l| l == "In Progress"), "{closed:?}");
+    assert!(
+        !closed.labels.iter().any(|l| l == "In Progress" || l == "Todo"),
+        "{closed:?}"
+    );
+    let adds: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "POST" && r.path == format!("/repos/octo/widgets/issues/{work}/labels") && r.status < 300
+        })
+        .map(|r| r.body.clone().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        adds.iter().any(|b| b.contains("In Progress")),
+        "moved to the working state first: {adds:?}"
+    );
+    assert!(
+        snap::history(&s, &work_id).iter().all(|r| r["status"] == "succeeded"),
+        "{s:#}"
+    );
 
     // The rate-limit headers feed the snapshot.
     let s = api
@@ -76,26 +129,13 @@ async fn github_dispatch_moves_labels_closes_and_posts_the_question_once() {
         assert_eq!(body["error"]["code"], "not_supported", "{method} {path}: {body}");
     }
 
-    api.wait_state(LONG, "the question", |s| snap::input_required(s, &ask_id).is_some())
-        .await
-        .unwrap();
-    until("the question comment", &controller, || {
-        (questions(&fake, ask) > 0).then_some(())
-    })
-    .await;
-    let mut controller = controller;
-    controller.kill9().await;
-    let controller = controller.restart().await.unwrap();
-    let api = Api::new(&controller.api(), None);
+    // More polls post nothing again; a reply in a comment resumes the session, which finishes.
     let seen = fake.requests().len();
-    until("more tracker traffic after the restart", &controller, || {
+    until("more tracker traffic", &controller, || {
         (fake.requests().len() >= seen + 10).then_some(())
     })
     .await;
-    let s = api.state().await.unwrap();
-    assert!(snap::input_required(&s, &ask_id).is_some(), "{s:#}");
     assert_eq!(questions(&fake, ask), 1, "{:?}", fake.issue(ask));
-
     fake.add_comment(ask, "ada", "Use the MIT license.");
     until("the answered issue closed", &controller, || {
         fake.issue(ask).is_some_and(|i| !i.open).then_some(())
