@@ -286,3 +286,54 @@ async fn with_an_api_token_the_page_asks_for_it_and_then_works() {
     assert_eq!(status, 200, "{body}");
     browser.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_itervox_demo_runs_its_sample_issues_live_in_the_dashboard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start_demo(&tmp.path().join("demo"), &[])
+        .await
+        .expect("itervox demo starts");
+    let api = Api::new(&controller.api(), None);
+    let s = api.state().await.unwrap();
+    assert_eq!(s["demoMode"], true, "{s:#}");
+    let browser = open(&controller, "/").await;
+    wait_live(&browser).await;
+
+    // The sample issues run, several at once.
+    let running = wait_until(LONG, "two running sessions", || async {
+        let rows = browser.find_all("[data-testid=running-row]").await?;
+        Ok((rows.len() >= 2).then_some(rows.len()))
+    })
+    .await;
+    check(&browser, "demo-running", running).await;
+
+    // ITX-3 asks which license to use; the answer from the dashboard resumes it and it finishes.
+    let box_css = row("reply-box", "ITX-3");
+    let reply_box = browser.wait_for_within(&box_css, LONG).await;
+    check(&browser, "demo-reply-box", reply_box).await;
+    shot(&browser, "demo-overview").await;
+    browser
+        .type_into(&format!("{box_css} [data-testid=reply-input]"), "MIT, please.")
+        .await
+        .unwrap();
+    browser
+        .click(&format!("{box_css} [data-testid=reply-send]"))
+        .await
+        .unwrap();
+    let gone = browser.wait_gone(&box_css).await;
+    check(&browser, "demo-reply-sent", gone).await;
+    api.wait_state(LONG, "ITX-3 to succeed", |s| {
+        snap::history(s, "ITX-3").iter().any(|r| r["status"] == "succeeded")
+    })
+    .await
+    .unwrap();
+    assert_no_script_errors(&browser, "demo overview").await;
+
+    // Stop the agents still running so they do not outlive the test.
+    let s = api.state().await.unwrap();
+    for r in s["running"].as_array().cloned().unwrap_or_default() {
+        let id = r["identifier"].as_str().unwrap_or_default();
+        let _ = api.call("POST", &format!("/issues/{id}/cancel"), None).await;
+    }
+    browser.quit().await;
+}
