@@ -337,3 +337,65 @@ async fn the_itervox_demo_runs_its_sample_issues_live_in_the_dashboard() {
     }
     browser.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_issue_with_a_hash_identifier_has_a_working_page_and_live_log() {
+    use itervox_tests::fake_github::{FakeGithub, NewGithubIssue};
+    let fake = FakeGithub::start("octo/widgets", "ghp_live").await;
+    let n = fake.add_issue(NewGithubIssue {
+        body: Some("[demo:sleep=25]".into()),
+        ..NewGithubIssue::new("Hash identifiers", &["Todo"])
+    });
+    let tracker = format!(
+        "tracker:\n  kind: github\n  api_key: $GITHUB_TOKEN\n  endpoint: {}\n  project_slug: octo/widgets\n  \
+         active_states: [Todo, In Progress]\n  terminal_states: [Done]\n  working_state: In Progress\n  \
+         completion_state: Done\n",
+        fake.url()
+    );
+    let project = Project::with_tracker(&[], &tracker, "", "");
+    let controller = ControllerProcess::start(&project.workflow, &project.state_dir, &[("GITHUB_TOKEN", "ghp_live")])
+        .await
+        .expect("the controller starts");
+    let api = Api::new(&controller.api(), None);
+    let id = format!("#{n}");
+    let browser = open(&controller, "/").await;
+    wait_live(&browser).await;
+
+    let link = format!("{} a", row("running-row", &id));
+    let running = browser.wait_for(&link).await;
+    check(&browser, "github-running-row", running).await;
+    browser.click(&link).await.unwrap();
+    let state = browser
+        .wait_for_text("[data-testid=issue-orchestrator-state]", "running")
+        .await;
+    check(&browser, "github-issue-running", state).await;
+    assert_eq!(
+        browser.current_url().await.unwrap(),
+        format!("{}/issues/%23{n}", controller.base)
+    );
+    let description = browser
+        .wait_for_text("[data-testid=issue-description]", "[demo:sleep=25]")
+        .await;
+    check(&browser, "github-issue-description", description).await;
+    let status = browser
+        .wait_for_text("[data-testid=log-status]", "Following live")
+        .await;
+    check(&browser, "github-log-following", status).await;
+    let first = wait_until(LONG, "a first log line", || async {
+        Ok(Some(log_lines(&browser).await).filter(|n| *n > 0))
+    })
+    .await;
+    let first = check(&browser, "github-first-log-line", first).await;
+    let grown = wait_until(LONG, "the log to grow live", || async {
+        Ok(Some(log_lines(&browser).await).filter(|n| *n > first))
+    })
+    .await;
+    check(&browser, "github-log-grows", grown).await;
+
+    browser.click("[data-testid=action-cancel]").await.unwrap();
+    api.wait_state(LONG, "the issue paused", |s| snap::paused(s, &id))
+        .await
+        .unwrap();
+    assert_no_script_errors(&browser, "github issue page").await;
+    browser.quit().await;
+}

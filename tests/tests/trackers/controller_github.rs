@@ -69,6 +69,10 @@ async fn github_dispatch_moves_labels_closes_and_posts_the_question_once_across_
     api.wait_state(LONG, "the question", |s| snap::input_required(s, &ask_id).is_some())
         .await
         .unwrap();
+    // `#` travels percent-encoded in API paths.
+    let detail = api.get(&format!("/issues/%23{ask}")).await.unwrap();
+    assert_eq!(detail["identifier"], ask_id, "{detail:#}");
+    assert_eq!(detail["orchestratorState"], "input_required", "{detail:#}");
 
     until("the working-state label", &controller, || {
         let i = fake.issue(work)?;
