@@ -1,6 +1,6 @@
 //! The real controller against the fake Linear: dispatch and completion moves, the question comment
 //! posted once across a restart, a failing tracker (readiness, `lastTrackerError`), failing writes
-//! retried from the outbox, the project filter, and the rate-limit budget in the snapshot.
+//! retried from the outbox, the project filter, and the rate-limit budget (and a rate limit) in the snapshot.
 
 use std::time::Duration;
 
@@ -336,4 +336,42 @@ async fn linear_projects_and_the_persisted_project_filter() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn linear_rate_limit_shows_in_the_snapshot_and_polling_resumes_after_the_reset() {
+    let fake = FakeLinear::start(LINEAR_KEY).await;
+    let idle = fake.add_issue(NewLinearIssue::new("Not yet", "Backlog"));
+    let project = linear_project(&fake.url(), "");
+    let (controller, api) = start(&project).await;
+    api.wait_state(LONG, "a first poll", |s| s["rateLimits"]["requestsLimit"] == 5000)
+        .await
+        .unwrap();
+
+    fake.fail_next(
+        Some("ItervoxIssues"),
+        LinearFailure::RateLimited {
+            reset_in: Duration::from_secs(3),
+        },
+    );
+    let s = api
+        .wait_state(LONG, "the rate limit", |s| {
+            s["lastTrackerError"]["kind"] == "rate_limited"
+        })
+        .await
+        .unwrap();
+    assert!(s["lastTrackerError"]["resetAt"].is_string(), "{s:#}");
+    assert_eq!(s["rateLimits"]["requestsRemaining"], 0, "{s:#}");
+    // After the reset polling resumes and the error clears.
+    let during = fake.count("ItervoxIssues");
+    let s = api
+        .wait_state(LONG, "polling to resume", |s| {
+            s.get("lastTrackerError").is_none() && s["rateLimits"]["requestsRemaining"].as_u64() > Some(0)
+        })
+        .await
+        .unwrap();
+    assert!(fake.count("ItervoxIssues") > during, "{s:#}");
+    let issues = api.get("/issues").await.unwrap();
+    assert!(issues.to_string().contains(&idle), "{issues}");
+    drop(controller);
 }
