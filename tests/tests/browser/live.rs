@@ -364,7 +364,12 @@ async fn a_github_issue_with_a_hash_identifier_has_a_working_page_and_live_log()
     let link = format!("{} a", row("running-row", &id));
     let running = browser.wait_for(&link).await;
     check(&browser, "github-running-row", running).await;
-    browser.click(&link).await.unwrap();
+    // The overview re-renders its rows on every snapshot: a row found a moment ago may be gone.
+    let clicked = wait_until(LONG, "a click on the running row's link", || async {
+        Ok(browser.click(&link).await.ok())
+    })
+    .await;
+    check(&browser, "github-click-row", clicked).await;
     let state = browser
         .wait_for_text("[data-testid=issue-orchestrator-state]", "running")
         .await;
