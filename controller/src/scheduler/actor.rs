@@ -139,6 +139,8 @@ pub(super) struct Actor {
     next_poll: Instant,
     consecutive_poll_failures: u32,
     last_poll_ok: bool,
+    /// A full poll has succeeded since the start (readiness needs one).
+    polled_ok_once: bool,
     last_tracker_error: Option<TrackerErrorInfo>,
     config_invalid: Option<ConfigInvalid>,
     draining: bool,
@@ -267,6 +269,7 @@ impl Actor {
             next_poll: now,
             consecutive_poll_failures: 0,
             last_poll_ok: false,
+            polled_ok_once: false,
             last_tracker_error: None,
             config_invalid: None,
             draining: false,

@@ -94,6 +94,7 @@ impl Actor {
                 if result.full {
                     self.consecutive_poll_failures = 0;
                     self.last_poll_ok = true;
+                    self.polled_ok_once = true;
                     self.last_tracker_error = None;
                     self.issues = candidates.into_iter().map(|i| (i.identifier.clone(), i)).collect();
                 }
