@@ -5,3 +5,4 @@
 mod support;
 
 mod claude;
+mod codex;
