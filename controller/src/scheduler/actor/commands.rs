@@ -235,6 +235,8 @@ impl Actor {
             }
             Command::Settings(change, tx) => {
                 let result = self.apply_settings(change);
+                // Read-your-writes: a GET right after the change sees it in the snapshot.
+                self.publish(true);
                 reply(tx, result);
             }
             Command::ClearWorkspaces(tx) => {
