@@ -36,6 +36,7 @@ impl ControllerProcess {
         state_dir: PathBuf,
         env: Vec<(String, String)>,
     ) -> anyhow::Result<ControllerProcess> {
+        install_crypto();
         std::fs::create_dir_all(&state_dir)?;
         let log = state_dir.join(format!("controller-{}.stderr", std::process::id()));
         let mut cmd = Command::new(bin_path("itervox"));
@@ -144,6 +145,11 @@ impl ControllerProcess {
     }
 }
 
+/// Installs rustls' process-wide crypto provider (reqwest is built without one); idempotent.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A JSON API client with the bearer token when one is set.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -154,6 +160,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str, token: Option<&str>) -> Api {
+        install_crypto();
         Api {
             base: base.trim_end_matches('/').to_string(),
             token: token.map(str::to_string),

@@ -13,7 +13,8 @@
 //! - `[demo:pr]` — mentions a pull request `https://github.com/example/demo/pull/<n>` when done.
 //!
 //! A resumed session whose prompt carries no marker (the controller's "continue" guidance, or any
-//! reply after the work is done) answers briefly without tool calls. The issue comes from
+//! reply after the work is done) answers briefly without tool calls, unless its task was interrupted
+//! before it was done (an operator's cancel): then it does the task. The issue comes from
 //! `ITERVOX_ISSUE_IDENTIFIER`, else the first `ABC-123`-like word of the prompt. The session transcript
 //! is kept in `$CLAUDE_CODE_LOG_DIR` (else a folder under the temp dir), in Claude Code's format.
 
@@ -139,7 +140,9 @@ fn plan(resumed: bool, prompt: &str, markers: &Markers, history: &History, env: 
             answer: Some(prompt.trim().to_string()),
         };
     }
-    if resumed && !Markers::any(prompt) {
+    // The task of an earlier turn that never finished (it was interrupted): resuming carries on with it.
+    let unfinished = history.commit.is_none() && history.task.as_deref().is_some_and(|t| t != prompt);
+    if resumed && !Markers::any(prompt) && !unfinished {
         return Plan::Continue;
     }
     if markers.fail_once && env.attempt.as_deref().is_none_or(|a| a.trim() == "1") {
@@ -165,6 +168,9 @@ pub fn run(args: &[String], prompt: &str, env: &DemoEnv, cwd: &Path, out: &mut d
     let mut history = session.history();
     if history.task.is_none() {
         history.task = Some(prompt.to_string());
+        // Recorded before any work, as Claude Code keeps its transcript as it goes: a turn killed midway
+        // (an operator's cancel) still knows its task when the session is resumed.
+        session.save_state(&session_id, &history);
     }
     // Markers of the session's task, plus any the new prompt adds.
     let task = history.task.clone().unwrap_or_default();
