@@ -236,8 +236,8 @@ impl Actor {
             Command::Settings(change, tx) => {
                 let result = self.apply_settings(change);
                 if result.is_ok() {
-                    // Publish before answering, so a client that reads the state right after its
-                    // change (`PUT /projects/filter`, then `GET /projects/filter`) sees it.
+                    // Read-your-writes: a client that reads the state right after its change
+                    // (`PUT /projects/filter`, then `GET /projects/filter`) sees it.
                     self.publish(true);
                 }
                 reply(tx, result);

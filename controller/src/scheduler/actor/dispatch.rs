@@ -74,6 +74,11 @@ impl Actor {
                     }
                     reasons.insert(id, Ineligible::DryRun.reason());
                 }
+                Err(Ineligible::OpenPr) => {
+                    // The open-PR guard pauses the issue (visible in `paused`, survives a restart)
+                    // until an operator re-analyzes it.
+                    self.pause_for_open_pr(&id);
+                }
                 Err(r) => {
                     reasons.insert(id, r.reason());
                 }
@@ -84,6 +89,30 @@ impl Actor {
             reasons.insert(id, "waiting_for_host".into());
         }
         self.reasons = reasons;
+    }
+
+    /// Pauses an otherwise eligible issue whose earlier run opened a pull request (reason `open_pr`).
+    fn pause_for_open_pr(&mut self, id: &str) {
+        let p = PausedRecord {
+            identifier: id.to_string(),
+            reason: Ineligible::OpenPr.reason(),
+            paused_at: Utc::now(),
+            host: None,
+            session_id: None,
+            agent_ref: None,
+            backend: None,
+        };
+        if let Err(e) = self.store.with(|s| s.set_paused(&p)) {
+            tracing::error!(issue = %id, error = %e, "Could not record the open-PR pause");
+            return;
+        }
+        self.paused.insert(id.to_string(), p);
+        let url = self.open_prs.get(id).cloned().unwrap_or_default();
+        self.note(
+            id,
+            LogLevel::Warn,
+            format!("Paused: pull request {url} is still open; POST /issues/{id}/reanalyze to work on it again"),
+        );
     }
 
     pub(super) fn eligibility_view<'a>(
