@@ -58,6 +58,42 @@ fn requests() {
         })
     ));
 
+    // The lease is optional: a start_session without it (an older controller) still parses, with no lease.
+    let f: ControllerFrame = round_trip(json!({
+        "id": 16, "type": "start_session", "sessionId": "s-2", "issue": "ITX-2", "workspace": "/w/ITX-2",
+        "backend": "demo", "command": "", "env": {}, "prompt": "go", "permissionMode": "sandbox",
+        "turnTimeoutMs": 0, "readTimeoutMs": 0, "hooks": {"timeoutMs": 60000}, "leaseMs": 3000
+    }));
+    let ControllerFrame::Request(Request {
+        body: RequestBody::StartSession(with_lease),
+        ..
+    }) = f
+    else {
+        panic!("wrong variant: {f:?}")
+    };
+    assert_eq!(with_lease.lease_ms, Some(3000));
+    let older: ControllerFrame = serde_json::from_value(json!({
+        "id": 17, "type": "start_session", "sessionId": "s-3", "issue": "ITX-3", "workspace": "/w/ITX-3",
+        "backend": "demo", "command": "", "prompt": "go", "turnTimeoutMs": 0, "readTimeoutMs": 0
+    }))
+    .expect("a start_session without leaseMs parses");
+    let ControllerFrame::Request(Request {
+        body: RequestBody::StartSession(older),
+        ..
+    }) = older
+    else {
+        panic!("wrong variant")
+    };
+    assert_eq!(older.lease_ms, None);
+    assert!(
+        !serde_json::to_value(&older)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .contains_key("leaseMs"),
+        "no lease, no key"
+    );
+
     for (golden, kind) in [
         (
             json!({"id": 5, "type": "attach", "sessionId": "s-1", "fromSeq": 12}),

@@ -207,7 +207,23 @@ pub struct StartSession {
     pub read_timeout_ms: u64,
     #[serde(default)]
     pub hooks: Hooks,
+    /// The controller's lease on this session, in ms (`ssh.host_lost_after_ms`). Every frame the host's
+    /// worker receives from a controller renews it; when no frame arrived for this long, the session's
+    /// supervisor stops the running turn itself (`session_exit` with status `cancelled`), because the
+    /// controller will have declared the session lost and started a new attempt elsewhere. Absent: no
+    /// lease, the session runs however long the controller is away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
 }
+
+/// How long a supervisor whose lease expired waits between SIGTERM and SIGKILL of its agent's group.
+/// A controller declares a session lost no earlier than `lease_ms` plus [`LEASE_MARGIN_MS`] after
+/// the host went silent.
+pub const LEASE_KILL_GRACE_MS: u64 = 2_000;
+
+/// The least time a controller waits beyond `lease_ms` before it declares a silent host's sessions
+/// lost: room for the supervisor's lease check interval (at most 1 s), its kill grace and the sweep.
+pub const LEASE_MARGIN_MS: u64 = 5_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

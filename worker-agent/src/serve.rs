@@ -29,6 +29,7 @@ use crate::line_reader::{Line, LineReader};
 use crate::session::SessionError;
 use crate::session::control::{Activity, Sessions};
 use crate::session::journal;
+use crate::session::lease::Renewer;
 use crate::workspace::{self, WorkspaceError};
 pub use frame_writer::FrameTx;
 use frame_writer::spawn_writer;
@@ -84,6 +85,7 @@ where
         stop_following: CancellationToken::new(),
         requests: TaskTracker::new(),
         self_exe,
+        lease: Renewer::default(),
     });
     let mut reader = LineReader::new(input, MAX_FRAME_BYTES);
     loop {
@@ -129,6 +131,8 @@ struct Server {
     stop_following: CancellationToken,
     requests: TaskTracker,
     self_exe: PathBuf,
+    /// Every frame from the controller renews its lease on the sessions of this root.
+    lease: Renewer,
 }
 
 impl Server {
@@ -158,9 +162,15 @@ impl Server {
             // The handshake is handled in order: its answer precedes every later answer.
             ControllerFrame::Hello(hello) => {
                 let answer = self.hello(hello).await;
+                if let Some(ready) = self.ready() {
+                    self.lease.renew(&ready.layout);
+                }
                 self.send(&answer).await;
             }
             ControllerFrame::Request(req) => {
+                if let Some(ready) = self.ready() {
+                    self.lease.renew(&ready.layout);
+                }
                 let Some(ready) = self.ready() else {
                     self.send(&WorkerFrame::error(
                         req.id,
