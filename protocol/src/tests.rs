@@ -102,6 +102,10 @@ fn requests() {
         (json!({"id": 6, "type": "list_sessions"}), "list_sessions"),
         (json!({"id": 7, "type": "ping"}), "ping"),
         (
+            json!({"id": 18, "type": "ping", "leaseToken": 1764900000123u64}),
+            "ping",
+        ),
+        (
             json!({"id": 8, "type": "cancel", "sessionId": "s-1", "graceMs": 2000}),
             "cancel",
         ),
@@ -185,6 +189,35 @@ fn worker_frames() {
 }
 
 #[test]
+fn lease_tokens_are_optional_everywhere() {
+    let f: ControllerFrame = round_trip(json!({"id": 7, "type": "ping"}));
+    assert_eq!(
+        f,
+        ControllerFrame::Request(Request {
+            id: 7,
+            body: RequestBody::Ping(Ping { lease_token: None })
+        })
+    );
+    let f: ControllerFrame = round_trip(json!({"id": 8, "type": "ping", "leaseToken": 42}));
+    assert_eq!(
+        f,
+        ControllerFrame::Request(Request {
+            id: 8,
+            body: RequestBody::Ping(Ping { lease_token: Some(42) })
+        })
+    );
+    let pong: Pong = round_trip(json!({"load1": 0.5, "cpus": 2, "running": 0, "leaseToken": 42}));
+    assert_eq!(pong.lease_token, Some(42));
+    let older: Pong = serde_json::from_value(json!({"load1": 0.5, "cpus": 2, "running": 0})).unwrap();
+    assert_eq!(older.lease_token, None);
+    let hello: WorkerFrame = round_trip(json!({
+        "type": "hello", "protocol": 1, "workerVersion": "0.1.0", "hostname": "h", "cpus": 2, "load1": 0.0,
+        "memFreeBytes": 1, "workspaceRoot": "/w", "sessions": [], "leaseToken": 7
+    }));
+    assert!(matches!(hello, WorkerFrame::Hello(h) if h.lease_token == Some(7)));
+}
+
+#[test]
 fn ok_helper_flattens_result() {
     let f = WorkerFrame::ok(
         9,
@@ -192,6 +225,7 @@ fn ok_helper_flattens_result() {
             load1: 0.25,
             cpus: 4,
             running: 1,
+            lease_token: None,
         },
     );
     assert_eq!(

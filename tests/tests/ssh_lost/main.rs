@@ -6,6 +6,7 @@
 //! the history is right.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,14 +18,16 @@ use itervox_tests::project::{IssueSpec, Project};
 use itervox_tests::sshd::{SshHost, SshLab};
 use serde_json::Value;
 
-const ISSUE: &str = "ITX-1";
+const ISSUE: &str = "LOST-1";
 /// The lease, and how long the controller lets a host be silent before it gives its sessions up.
 const LOST_AFTER_MS: u64 = 3_000;
 /// Generous limit for anything that should happen "soon" on a shared, noisy machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// The agent processes alive now that carry `ITERVOX_ISSUE_IDENTIFIER=<issue>`: session id → pids.
-fn agents_of(issue: &str) -> BTreeMap<String, Vec<i32>> {
+/// The agent processes alive now that carry `ITERVOX_ISSUE_IDENTIFIER=<issue>` and a HOME under
+/// `homes` (this test's lab hosts: other tests on the machine may run an issue of the same name):
+/// session id → pids.
+fn agents_of(issue: &str, homes: &Path) -> BTreeMap<String, Vec<i32>> {
     let mut out: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return out;
@@ -49,7 +52,14 @@ fn agents_of(issue: &str) -> BTreeMap<String, Vec<i32>> {
             continue;
         };
         let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
-        if !vars.iter().any(|v| *v == want.as_bytes()) || !vars.iter().any(|v| *v == b"ITERVOX_AGENT=1") {
+        if !vars.contains(&want.as_bytes()) || !vars.contains(&b"ITERVOX_AGENT=1".as_slice()) {
+            continue;
+        }
+        let home = vars
+            .iter()
+            .find_map(|v| v.strip_prefix(b"HOME="))
+            .map(|h| PathBuf::from(String::from_utf8_lossy(h).into_owned()));
+        if !home.is_some_and(|h| h.starts_with(homes)) {
             continue;
         }
         let session = vars
@@ -62,29 +72,57 @@ fn agents_of(issue: &str) -> BTreeMap<String, Vec<i32>> {
     out
 }
 
+/// A moment with agents of more than one session: ms since the sampler started, and session → its
+/// processes (described).
+type Overlap = (u128, BTreeMap<String, Vec<String>>);
+
+/// A process for failure messages: pid, command line and HOME.
+fn describe(pid: i32) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default();
+    let home = std::fs::read(format!("/proc/{pid}/environ"))
+        .ok()
+        .and_then(|env| {
+            env.split(|&b| b == 0).find_map(|v| {
+                v.strip_prefix(b"HOME=")
+                    .map(|h| String::from_utf8_lossy(h).into_owned())
+            })
+        })
+        .unwrap_or_default();
+    format!("{pid} `{}` HOME={home}", cmdline.trim())
+}
+
 /// Samples the agents of the issue every 20 ms until stopped; remembers every session seen and every
 /// moment at which more than one session had live agents.
 struct Sampler {
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<BTreeSet<String>>>,
-    overlaps: Arc<Mutex<Vec<BTreeMap<String, Vec<i32>>>>>,
+    /// Moments with agents of more than one session: ms since the sampler started, and who was alive
+    /// (session → pid and the process's command line and HOME).
+    overlaps: Arc<Mutex<Vec<Overlap>>>,
     samples: Arc<Mutex<u64>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Sampler {
-    fn start(issue: &'static str) -> Sampler {
+    fn start(issue: &'static str, homes: PathBuf) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(BTreeSet::new()));
         let overlaps = Arc::new(Mutex::new(Vec::new()));
         let samples = Arc::new(Mutex::new(0));
         let (s, se, o, n) = (stop.clone(), seen.clone(), overlaps.clone(), samples.clone());
         let thread = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
             while !s.load(Ordering::SeqCst) {
-                let now = agents_of(issue);
+                let now = agents_of(issue, &homes);
                 se.lock().unwrap().extend(now.keys().cloned());
                 if now.len() > 1 {
-                    o.lock().unwrap().push(now);
+                    let described = now
+                        .iter()
+                        .map(|(session, pids)| (session.clone(), pids.iter().map(|&p| describe(p)).collect()))
+                        .collect();
+                    o.lock().unwrap().push((started.elapsed().as_millis(), described));
                 }
                 *n.lock().unwrap() += 1;
                 std::thread::sleep(Duration::from_millis(20));
@@ -103,7 +141,7 @@ impl Sampler {
         self.seen.lock().unwrap().clone()
     }
 
-    fn finish(mut self) -> (u64, Vec<BTreeMap<String, Vec<i32>>>) {
+    fn finish(mut self) -> (u64, Vec<Overlap>) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -182,7 +220,8 @@ async fn a_lost_host_is_retried_elsewhere_and_never_runs_the_session_twice() -> 
         .replacen("---\nWork on", &format!("{ssh_yaml}---\nWork on"), 1);
     fs_err::write(&project.workflow, text)?;
 
-    let sampler = Sampler::start(ISSUE);
+    let sampler = Sampler::start(ISSUE, lab.dir().to_path_buf());
+    let t0 = std::time::Instant::now();
     let ctl = ControllerProcess::start(&project.workflow, &project.state_dir, &[]).await?;
     let api = Api::new(&ctl.api(), None);
 
@@ -204,9 +243,20 @@ async fn a_lost_host_is_retried_elsewhere_and_never_runs_the_session_twice() -> 
     assert_eq!(old_host_name, hosts[old_i].spec(), "placed on a lab host");
     let new_host_name = hosts[new_i].spec();
     let old_pids = wait_for("the first attempt's agent process", || {
-        agents_of(ISSUE).remove(&old_session)
+        agents_of(ISSUE, lab.dir()).remove(&old_session)
     })
     .await?;
+
+    // While the controller is in touch, its pings renew the lease: the session outlives it twice over.
+    let in_touch_until = tokio::time::Instant::now() + Duration::from_millis(2 * LOST_AFTER_MS);
+    while tokio::time::Instant::now() < in_touch_until {
+        assert!(
+            agents_of(ISSUE, lab.dir()).contains_key(&old_session),
+            "the first attempt stopped although its host was reachable:\n{}",
+            ctl.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The next attempt is to be quick.
     fs_err::write(
@@ -220,6 +270,10 @@ async fn a_lost_host_is_retried_elsewhere_and_never_runs_the_session_twice() -> 
         "the controller's connection is there to freeze"
     );
     hosts[old_i].stop_listener()?;
+    eprintln!(
+        "{} ms: {old_host_name} cut off while running {old_session}",
+        t0.elapsed().as_millis()
+    );
 
     // The controller gives the attempt up and starts a new one on the other host.
     let state = api
@@ -237,6 +291,7 @@ async fn a_lost_host_is_retried_elsewhere_and_never_runs_the_session_twice() -> 
         .with_context(|| ctl.output())?;
     let second = snap::running(&state, ISSUE).context("running row")?.clone();
     let new_session = second["sessionId"].as_str().unwrap_or_default().to_string();
+    eprintln!("{} ms: {new_session} runs on {new_host_name}", t0.elapsed().as_millis());
     assert_eq!(
         second["workerHost"],
         new_host_name.as_str(),
@@ -266,6 +321,7 @@ async fn a_lost_host_is_retried_elsewhere_and_never_runs_the_session_twice() -> 
     // The host comes back; the new attempt finishes.
     hosts[old_i].start()?;
     hosts[old_i].thaw_connections();
+    eprintln!("{} ms: {old_host_name} is back", t0.elapsed().as_millis());
     let state = api
         .wait_state(PATIENCE, "the new attempt to succeed and the old host to be up", |s| {
             snap::history(s, ISSUE)
@@ -319,7 +375,7 @@ async fn a_lost_host_is_retried_elsewhere_and_never_runs_the_session_twice() -> 
             .any(|e| e["message"].as_str().is_some_and(|m| m.contains("lease expired"))),
         "no late entry of the lost session in the log"
     );
-    assert!(agents_of(ISSUE).is_empty(), "no agent of the issue is left");
+    assert!(agents_of(ISSUE, lab.dir()).is_empty(), "no agent of the issue is left");
 
     let seen = sampler.seen();
     assert!(
@@ -330,7 +386,8 @@ async fn a_lost_host_is_retried_elsewhere_and_never_runs_the_session_twice() -> 
     assert!(samples > 100, "the sampler ran ({samples} samples)");
     assert!(
         overlaps.is_empty(),
-        "agents of two attempts were alive at once: {overlaps:?}"
+        "agents of two attempts were alive at once (ms since start → sessions): {overlaps:#?}\ncontroller:\n{}",
+        ctl.output()
     );
     let _ = &mut hosts;
     Ok(())
@@ -344,11 +401,14 @@ fn the_sampler_sees_a_process_with_the_issue_environment() {
         .env("ITERVOX_AGENT", "1")
         .env("ITERVOX_ISSUE_IDENTIFIER", "SAMPLER-1")
         .env("ITERVOX_SESSION_ID", "s-sampler")
+        .env("HOME", "/tmp/itervox-sampler-home/host-a")
         .spawn()
         .expect("sleep runs");
-    let found = agents_of("SAMPLER-1");
+    let found = agents_of("SAMPLER-1", Path::new("/tmp/itervox-sampler-home"));
+    let elsewhere = agents_of("SAMPLER-1", Path::new("/tmp/itervox-other-lab"));
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(found.get("s-sampler"), Some(&vec![child.id() as i32]));
-    assert!(agents_of("SAMPLER-1").is_empty());
+    assert!(elsewhere.is_empty(), "agents of other labs do not count: {elsewhere:?}");
+    assert!(agents_of("SAMPLER-1", Path::new("/tmp/itervox-sampler-home")).is_empty());
 }

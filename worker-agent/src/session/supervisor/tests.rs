@@ -321,9 +321,8 @@ async fn a_renewed_lease_lets_the_turn_finish() {
     let renewing = CancellationToken::new();
     let stop = renewing.clone();
     let renewer = tokio::spawn(async move {
-        let r = crate::session::lease::Renewer::default();
         while !stop.is_cancelled() {
-            r.renew(&layout);
+            crate::session::lease::renew(&layout, crate::session::lease::token_now());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
