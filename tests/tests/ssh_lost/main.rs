@@ -19,8 +19,9 @@ use itervox_tests::sshd::{SshHost, SshLab};
 use serde_json::Value;
 
 const ISSUE: &str = "LOST-1";
-/// The lease, and how long the controller lets a host be silent before it gives its sessions up.
-const LOST_AFTER_MS: u64 = 3_000;
+/// The lease, and how long the controller lets a host be silent before it gives its sessions up (long
+/// enough that a loaded machine's scheduling hiccups do not look like a lost host).
+const LOST_AFTER_MS: u64 = 4_000;
 /// Generous limit for anything that should happen "soon" on a shared, noisy machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -247,8 +248,8 @@ async fn a_lost_host_is_retried_elsewhere_and_never_runs_the_session_twice() -> 
     })
     .await?;
 
-    // While the controller is in touch, its pings renew the lease: the session outlives it twice over.
-    let in_touch_until = tokio::time::Instant::now() + Duration::from_millis(2 * LOST_AFTER_MS);
+    // While the controller is in touch, its pings renew the lease: the session outlives it.
+    let in_touch_until = tokio::time::Instant::now() + Duration::from_millis(LOST_AFTER_MS * 3 / 2);
     while tokio::time::Instant::now() < in_touch_until {
         assert!(
             agents_of(ISSUE, lab.dir()).contains_key(&old_session),
