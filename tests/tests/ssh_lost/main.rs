@@ -376,6 +376,20 @@ async fn a_lost_host_is_retried_elsewhere_and_never_runs_the_session_twice() -> 
             .any(|e| e["message"].as_str().is_some_and(|m| m.contains("lease expired"))),
         "no late entry of the lost session in the log"
     );
+    // The issue's log says what happened: the session was lost, and a new attempt went elsewhere.
+    let says = |needle: &str| {
+        entries
+            .iter()
+            .any(|e| e["message"].as_str().is_some_and(|m| m.contains(needle)))
+    };
+    assert!(
+        says("unreachable for too long; the session is lost"),
+        "the loss is in the log: {entries:#?}"
+    );
+    assert!(
+        says("was lost; new attempt on another host"),
+        "the new attempt is in the log: {entries:#?}"
+    );
     assert!(agents_of(ISSUE, lab.dir()).is_empty(), "no agent of the issue is left");
 
     let seen = sampler.seen();
