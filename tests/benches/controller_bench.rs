@@ -6,7 +6,8 @@
 //! tracker) to the first log entry the remote agent journaled arriving on the issue's `/log-stream`;
 //! and (b) log throughput: a demo agent printing `[demo:spam=N]` messages, from the worker through SSH
 //! and the controller to an SSE client of `/log-stream`, in entries/s and MB/s — next to the shell-out
-//! baseline of `ssh_bench` (`ssh host cat file` of the same number of 200-byte lines). Prints a table;
+//! baseline of `ssh_bench` (`ssh host cat file` of the same number of 200-byte lines), and how fast the
+//! host itself parsed and journaled the entries (their own times). Prints a table;
 //! asserts nothing about speed.
 
 use std::io::{BufRead, BufReader};
@@ -167,6 +168,11 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
     let mut first: Option<Instant> = None;
     let mut count = 0usize;
     let mut bytes = 0usize;
+    // When the supervisor on the host parsed the first and the last of them (the entries' own `time`).
+    let mut parsed: (
+        Option<chrono::DateTime<chrono::FixedOffset>>,
+        Option<chrono::DateTime<chrono::FixedOffset>>,
+    ) = (None, None);
     while count < n {
         let Some(event) = stream.next(PATIENCE).await else {
             bail!("the log stream stalled after {count} of {n} entries");
@@ -176,6 +182,13 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
             first.get_or_insert_with(Instant::now);
             count += 1;
             bytes += event.data.len();
+            let at = entry["time"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if parsed.0.is_none() {
+                parsed.0 = at;
+            }
+            parsed.1 = at.or(parsed.1);
         }
     }
     let elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
@@ -192,6 +205,21 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
             bytes / count.max(1)
         ),
     );
+    let on_host = match parsed {
+        (Some(a), Some(b)) if b > a => {
+            let secs = (b - a).num_milliseconds() as f64 / 1000.0;
+            (
+                "    of which: agent → parsed and journaled on the host".to_string(),
+                format!("{:.0} entries/s", count as f64 / secs),
+                format!("first to last entry's own time: {secs:.2} s"),
+            )
+        }
+        _ => (
+            "    of which: agent → parsed and journaled on the host".to_string(),
+            "(entry times too coarse to tell)".to_string(),
+            String::new(),
+        ),
+    };
     wait_finished(&api, id).await?;
 
     // The shell-out baseline of ssh_bench: `ssh host cat file` of as many 200-byte lines.
@@ -214,7 +242,7 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
         format!("{lines} lines of {LINE_BYTES} bytes in {secs:.2} s"),
     );
 
-    let rows: Vec<(String, String, String)> = rows_a.into_iter().chain([row_b, row_base]).collect();
+    let rows: Vec<(String, String, String)> = rows_a.into_iter().chain([row_b, on_host, row_base]).collect();
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     println!("\n{:<w0$}  {:<w1$}  sample", "measure", "result");
