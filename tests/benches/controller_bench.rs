@@ -1,6 +1,7 @@
 //! `controller_bench`: what the whole path costs — a real `itervox` controller, a real lab `sshd` host
 //! and the demo agent. Run with `cargo bench -p itervox-tests --bench controller_bench` (as root, like the
-//! SSH tests, after `cargo build --workspace --bins`); `-- --quick` runs fewer rounds.
+//! SSH tests, after `cargo build --release --workspace --bins`; or add `--profile dev` to measure the
+//! debug build in `target/debug`); `-- --quick` runs fewer rounds.
 //!
 //! Measures (a) dispatch latency on a warm connection: from `POST /api/v1/refresh` (a new issue in the
 //! tracker) to the first log entry the remote agent journaled arriving on the issue's `/log-stream`;
