@@ -11,6 +11,8 @@
 //!   `ITERVOX_ATTEMPT` is unset or `1`, works normally on later attempts.
 //! - `[demo:sleep=N]` — pauses N×100 ms between steps (default pacing: 700 ms, a few seconds a run).
 //! - `[demo:pr]` — mentions a pull request `https://github.com/example/demo/pull/<n>` when done.
+//! - `[demo:spam=N]` — before the work, prints N short assistant messages (`spam <i> of N …`) as fast
+//!   as it can, for measuring log throughput.
 //!
 //! A resumed session whose prompt carries no marker (the controller's "continue" guidance, or any
 //! reply after the work is done) answers briefly without tool calls, unless its task was interrupted
@@ -74,8 +76,11 @@ pub struct Markers {
     /// Pause between steps, in units of 100 ms.
     pub sleep: Option<u64>,
     pub pr: bool,
+    /// How many filler messages to print before the work.
+    pub spam: Option<u64>,
 }
 
+static SPAM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[demo:spam=(\d{1,9})\]").expect("static regex"));
 static SLEEP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[demo:sleep=(\d{1,5})\]").expect("static regex"));
 static ISSUE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b[A-Z][A-Z0-9]{0,9}-\d{1,9}\b").expect("static regex"));
 
@@ -86,6 +91,7 @@ impl Markers {
             fail_once: prompt.contains("[demo:fail-once]"),
             sleep: SLEEP.captures(prompt).and_then(|c| c[1].parse().ok()),
             pr: prompt.contains("[demo:pr]"),
+            spam: SPAM.captures(prompt).and_then(|c| c[1].parse().ok()),
         }
     }
 
@@ -227,6 +233,14 @@ pub fn run(args: &[String], prompt: &str, env: &DemoEnv, cwd: &Path, out: &mut d
         }
         Plan::Work { answer } => {
             history.question_pending = false;
+            if let Some(n) = markers.spam {
+                for i in 1..=n {
+                    stream.text(&format!(
+                        "spam {i} of {n}: filler text that stands in for a chatty agent's output, \
+                         long enough to look like a real line of reasoning."
+                    ));
+                }
+            }
             match work(
                 &mut stream,
                 &step,

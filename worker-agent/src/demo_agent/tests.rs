@@ -341,6 +341,23 @@ fn mentions_a_pull_request_when_asked() {
 }
 
 #[test]
+fn spams_the_asked_number_of_messages_before_the_work() {
+    let fx = Fixture::new();
+    let turn = demo(
+        &fx.repo,
+        &fx.env(None),
+        ARGS,
+        "Work on ABC-7 [demo:spam=250] [demo:sleep=0]",
+    );
+    assert_eq!(turn.outcome.status, OutcomeStatus::Succeeded);
+    let spam: Vec<&IssueLogEntry> = turn.entries.iter().filter(|e| e.message.starts_with("spam ")).collect();
+    assert_eq!(spam.len(), 250);
+    assert!(spam[0].message.starts_with("spam 1 of 250:"));
+    assert!(spam[249].message.starts_with("spam 250 of 250:"));
+    assert!(fx.notes().contains("ABC-7"), "the work is still done");
+}
+
+#[test]
 fn fails_outside_a_repository() {
     let dir = tempfile::tempdir().unwrap();
     let env = DemoEnv {

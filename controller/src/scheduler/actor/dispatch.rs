@@ -207,6 +207,7 @@ impl Actor {
             max_turns: cfg.agent.max_turns.max(1),
             turn_timeout_ms: cfg.agent.turn_timeout_ms,
             read_timeout_ms: cfg.agent.read_timeout_ms,
+            lease_ms: Some(cfg.ssh.host_lost_after_ms).filter(|&ms| ms > 0),
             continuation_prompt: prompt::continuation_prompt(issue),
             active_states: cfg.tracker.active_states.clone(),
             carried: Totals::default(),
