@@ -31,6 +31,41 @@ pub enum Cmd {
     Demo(DemoArgs),
     /// Watch and steer a running controller from the terminal (works over SSH).
     Tui(TuiArgs),
+    /// Manage remote build hosts.
+    Hosts(HostsArgs),
+    /// Check every configured build host (reachable, trusted, login, worker, workspace, agent CLI):
+    /// one line per finding; exits non-zero when something is wrong.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostsArgs {
+    #[command(subcommand)]
+    pub command: HostsCmd,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum HostsCmd {
+    /// Upload this controller's itervox-worker to each host where it is missing or speaks another
+    /// protocol version (following ssh.worker_path); prints one line per host.
+    Install(HostsInstallArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostsInstallArgs {
+    /// Hosts as `[user@]host[:port]`.
+    #[arg(required = true, num_args = 1..)]
+    pub hosts: Vec<String>,
+    /// The workflow whose `ssh:` settings (user, key, known_hosts, worker_path) apply.
+    #[arg(long, default_value = "WORKFLOW.md")]
+    pub workflow: PathBuf,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    /// The workflow whose hosts and settings are checked.
+    #[arg(long, default_value = "WORKFLOW.md")]
+    pub workflow: PathBuf,
 }
 
 #[derive(Debug, Clone, clap::Args, Default)]
@@ -199,5 +234,93 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
+        Cmd::Hosts(HostsArgs {
+            command: HostsCmd::Install(args),
+        }) => install_hosts(args).await,
+        Cmd::Doctor(args) => doctor(args).await,
     }
+}
+
+/// `itervox hosts install`: one line per host, `installed`/`replaced`/`current` or `error`; exits 1
+/// when any host failed.
+async fn install_hosts(args: HostsInstallArgs) -> anyhow::Result<ExitCode> {
+    use itervox::hosts::host_spec::HostSpec;
+    use itervox::hosts::install::{InstallAction, WorkerVersion, ensure_worker};
+    use itervox::hosts::local::find_worker_binary;
+    use itervox::hosts::ssh::SshClient;
+
+    init_logging(None);
+    let workflow = load_workflow(&args.workflow)?;
+    let ssh = &workflow.config.ssh;
+    let local = find_worker_binary("itervox-worker")
+        .context("no local itervox-worker binary to upload (it belongs next to itervox or on PATH)")?;
+    let client = SshClient::from_config(ssh);
+    let expected = WorkerVersion::ours();
+    let installs = args.hosts.iter().map(|host| {
+        let (client, local, expected) = (&client, &local, &expected);
+        async move {
+            let spec = HostSpec::parse(host.trim()).map_err(|e| e.to_string())?;
+            let conn = client.connect(&spec).await.map_err(|e| e.to_string())?;
+            let outcome = ensure_worker(&conn, &ssh.worker_path, local, expected).await;
+            conn.disconnect().await;
+            outcome.map_err(|e| e.to_string())
+        }
+    });
+    let outcomes = futures::future::join_all(installs).await;
+    let mut failed = false;
+    for (host, outcome) in args.hosts.iter().zip(outcomes) {
+        match outcome {
+            Ok(o) => {
+                let (word, note) = match &o.action {
+                    InstallAction::AlreadyCurrent => ("current", String::new()),
+                    InstallAction::Installed => ("installed", String::new()),
+                    InstallAction::Replaced { previous } if previous.trim().is_empty() => ("replaced", String::new()),
+                    InstallAction::Replaced { previous } => ("replaced", format!(" (was {})", previous.trim())),
+                };
+                println!("{word:<9} {host}  {}  {}{note}", o.path, o.version);
+            }
+            Err(e) => {
+                failed = true;
+                println!("{:<9} {host}  {e}", "error");
+            }
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `itervox doctor`: the host checks of every configured remote host, one line per finding; exits 1
+/// when any finding is an error.
+async fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    use itervox::hosts::doctor::{Check, Finding, HostCheckSettings, Severity, check_hosts, format_report, worst};
+    use itervox::hosts::host_spec::HostSpec;
+    use itervox::hosts::ssh::SshClient;
+
+    init_logging(None);
+    let workflow = load_workflow(&args.workflow)?;
+    let config = &workflow.config;
+    if config.agent.ssh_hosts.is_empty() {
+        println!("ok    no SSH build hosts are configured (agent.ssh_hosts); sessions run on this machine");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut specs = Vec::new();
+    for host in &config.agent.ssh_hosts {
+        match HostSpec::parse(host.trim()) {
+            Ok(spec) => specs.push(spec),
+            Err(e) => findings.push(Finding {
+                host: host.clone(),
+                check: Check::Connect,
+                severity: Severity::Error,
+                message: e.to_string(),
+            }),
+        }
+    }
+    let client = SshClient::from_config(&config.ssh);
+    findings.extend(check_hosts(&client, &specs, &HostCheckSettings::from_config(config)).await);
+    print!("{}", format_report(&findings));
+    Ok(if worst(&findings) == Severity::Error {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -26,6 +26,9 @@ pub struct LogHub {
 
 #[derive(Debug)]
 struct Inner {
+    /// Held from taking an id until the entry is broadcast, so followers (which skip ids at or below the
+    /// last one they sent) see ids in order.
+    order: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     tx: broadcast::Sender<Arc<LogRecord>>,
     writer: LogWriter,
@@ -42,6 +45,7 @@ impl LogHub {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         LogHub {
             inner: Arc::new(Inner {
+                order: tokio::sync::Mutex::new(()),
                 next_id: AtomicU64::new(start),
                 tx,
                 writer,
@@ -56,6 +60,7 @@ impl LogHub {
 
     /// Stores and broadcasts an entry for `identifier`; returns its id.
     pub async fn publish(&self, identifier: &str, entry: IssueLogEntry) -> u64 {
+        let _order = self.inner.order.lock().await;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let json = serde_json::to_string(&entry).unwrap_or_default();
         self.inner
@@ -83,5 +88,41 @@ impl LogHub {
     /// Waits until every published entry is in the store.
     pub async fn flush(&self) {
         self.inner.writer.flush().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use itervox_protocol::{LogEventKind, LogLevel};
+
+    /// Live followers drop any id at or below the last one they sent, so entries must reach them in id
+    /// order even when many tasks publish at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_publishers_broadcast_in_id_order() {
+        let store = StoreHandle::new(crate::store::Store::open_in_memory().unwrap());
+        let hub = LogHub::new(store);
+        let mut rx = hub.subscribe();
+        const TASKS: usize = 8;
+        const EACH: usize = 300;
+        let mut handles = Vec::new();
+        for t in 0..TASKS {
+            let hub = hub.clone();
+            handles.push(tokio::spawn(async move {
+                for i in 0..EACH {
+                    let e = IssueLogEntry::new(LogLevel::Info, LogEventKind::Info, format!("{t}/{i}"), String::new());
+                    hub.publish("A-1", e).await;
+                }
+            }));
+        }
+        let mut last = 0;
+        for _ in 0..TASKS * EACH {
+            let rec = rx.recv().await.unwrap();
+            assert!(rec.id > last, "id {} broadcast after {last}", rec.id);
+            last = rec.id;
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
     }
 }

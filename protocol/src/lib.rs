@@ -17,8 +17,9 @@
 //! **Handshake.** The controller's first frame is
 //! `{"type":"hello","protocol":1,"controllerVersion":"0.1.0","workspaceRoot":"~/.itervox/workspaces"}`.
 //! The worker answers with its own `hello` carrying `protocol`, `workerVersion`, `hostname`, `cpus`,
-//! `load1`, `memFreeBytes` and the `sessions` it holds. When the protocol numbers differ the worker
-//! answers `{"type":"error","id":0,"code":"protocol_mismatch",...}` naming both versions.
+//! `load1`, `memFreeBytes`, the `sessions` it holds and a `leaseToken` (see [`worker::Ping`] for
+//! leases). When the protocol numbers differ the worker answers
+//! `{"type":"error","id":0,"code":"protocol_mismatch",...}` naming both versions.
 //!
 //! **Requests** carry an `"id"` chosen by the controller and are answered by exactly one
 //! `{"type":"ok","id":N,...result fields}` or `{"type":"error","id":N,"code":"...","message":"..."}`.

@@ -58,6 +58,42 @@ fn requests() {
         })
     ));
 
+    // The lease is optional: a start_session without it (an older controller) still parses, with no lease.
+    let f: ControllerFrame = round_trip(json!({
+        "id": 16, "type": "start_session", "sessionId": "s-2", "issue": "ITX-2", "workspace": "/w/ITX-2",
+        "backend": "demo", "command": "", "env": {}, "prompt": "go", "permissionMode": "sandbox",
+        "turnTimeoutMs": 0, "readTimeoutMs": 0, "hooks": {"timeoutMs": 60000}, "leaseMs": 3000
+    }));
+    let ControllerFrame::Request(Request {
+        body: RequestBody::StartSession(with_lease),
+        ..
+    }) = f
+    else {
+        panic!("wrong variant: {f:?}")
+    };
+    assert_eq!(with_lease.lease_ms, Some(3000));
+    let older: ControllerFrame = serde_json::from_value(json!({
+        "id": 17, "type": "start_session", "sessionId": "s-3", "issue": "ITX-3", "workspace": "/w/ITX-3",
+        "backend": "demo", "command": "", "prompt": "go", "turnTimeoutMs": 0, "readTimeoutMs": 0
+    }))
+    .expect("a start_session without leaseMs parses");
+    let ControllerFrame::Request(Request {
+        body: RequestBody::StartSession(older),
+        ..
+    }) = older
+    else {
+        panic!("wrong variant")
+    };
+    assert_eq!(older.lease_ms, None);
+    assert!(
+        !serde_json::to_value(&older)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .contains_key("leaseMs"),
+        "no lease, no key"
+    );
+
     for (golden, kind) in [
         (
             json!({"id": 5, "type": "attach", "sessionId": "s-1", "fromSeq": 12}),
@@ -65,6 +101,10 @@ fn requests() {
         ),
         (json!({"id": 6, "type": "list_sessions"}), "list_sessions"),
         (json!({"id": 7, "type": "ping"}), "ping"),
+        (
+            json!({"id": 18, "type": "ping", "leaseToken": 1764900000123u64}),
+            "ping",
+        ),
         (
             json!({"id": 8, "type": "cancel", "sessionId": "s-1", "graceMs": 2000}),
             "cancel",
@@ -149,6 +189,35 @@ fn worker_frames() {
 }
 
 #[test]
+fn lease_tokens_are_optional_everywhere() {
+    let f: ControllerFrame = round_trip(json!({"id": 7, "type": "ping"}));
+    assert_eq!(
+        f,
+        ControllerFrame::Request(Request {
+            id: 7,
+            body: RequestBody::Ping(Ping { lease_token: None })
+        })
+    );
+    let f: ControllerFrame = round_trip(json!({"id": 8, "type": "ping", "leaseToken": 42}));
+    assert_eq!(
+        f,
+        ControllerFrame::Request(Request {
+            id: 8,
+            body: RequestBody::Ping(Ping { lease_token: Some(42) })
+        })
+    );
+    let pong: Pong = round_trip(json!({"load1": 0.5, "cpus": 2, "running": 0, "leaseToken": 42}));
+    assert_eq!(pong.lease_token, Some(42));
+    let older: Pong = serde_json::from_value(json!({"load1": 0.5, "cpus": 2, "running": 0})).unwrap();
+    assert_eq!(older.lease_token, None);
+    let hello: WorkerFrame = round_trip(json!({
+        "type": "hello", "protocol": 1, "workerVersion": "0.1.0", "hostname": "h", "cpus": 2, "load1": 0.0,
+        "memFreeBytes": 1, "workspaceRoot": "/w", "sessions": [], "leaseToken": 7
+    }));
+    assert!(matches!(hello, WorkerFrame::Hello(h) if h.lease_token == Some(7)));
+}
+
+#[test]
 fn ok_helper_flattens_result() {
     let f = WorkerFrame::ok(
         9,
@@ -156,6 +225,7 @@ fn ok_helper_flattens_result() {
             load1: 0.25,
             cpus: 4,
             running: 1,
+            lease_token: None,
         },
     );
     assert_eq!(

@@ -131,8 +131,8 @@ pub enum RequestBody {
     RemoveWorkspace(RemoveWorkspace),
     /// Answer: [`WorkspaceList`].
     ListWorkspaces,
-    /// Health and load. Answer: [`Pong`].
-    Ping,
+    /// Health and load, and the controller's lease renewal (see [`Ping`]). Answer: [`Pong`].
+    Ping(Ping),
 }
 
 impl RequestBody {
@@ -151,7 +151,7 @@ impl RequestBody {
             RequestBody::ClearSublogs(_) => "clear_sublogs",
             RequestBody::RemoveWorkspace(_) => "remove_workspace",
             RequestBody::ListWorkspaces => "list_workspaces",
-            RequestBody::Ping => "ping",
+            RequestBody::Ping(_) => "ping",
         }
     }
 }
@@ -207,7 +207,23 @@ pub struct StartSession {
     pub read_timeout_ms: u64,
     #[serde(default)]
     pub hooks: Hooks,
+    /// The controller's lease on this session, in ms (`ssh.host_lost_after_ms`), renewed by the
+    /// controller's pings (see [`Ping`]); when it was not renewed for this long, the session's supervisor
+    /// stops the running turn itself (`session_exit` with status `cancelled`), because the controller
+    /// will have declared the session lost and started a new attempt elsewhere. Absent: no lease, the
+    /// session runs however long the controller is away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
 }
+
+/// How long a supervisor whose lease expired waits between SIGTERM and SIGKILL of its agent's group.
+/// A controller declares a session lost no earlier than `lease_ms` plus [`LEASE_MARGIN_MS`] after
+/// the host went silent.
+pub const LEASE_KILL_GRACE_MS: u64 = 2_000;
+
+/// The least time a controller waits beyond `lease_ms` before it declares a silent host's sessions
+/// lost: room for the supervisor's lease check interval (at most 1 s), its kill grace and the sweep.
+pub const LEASE_MARGIN_MS: u64 = 5_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -312,6 +328,23 @@ pub struct WorkspaceList {
     pub workspaces: Vec<WorkspaceInfo>,
 }
 
+/// A `ping`: `{"type":"ping","id":N}`, with `leaseToken` when the controller renews its lease.
+///
+/// **Leases.** A session started with `leaseMs` belongs to the controller only while that controller
+/// keeps in touch: its supervisor stops the running turn once the lease was last renewed more than
+/// `leaseMs` ago. The worker hands out a `leaseToken` in its `hello` and in every `pong`: its own clock
+/// (ms since the Unix epoch) at the moment it answered. A `ping` that echoes a token renews the lease
+/// *as of that moment*, not as of the ping's arrival, so a ping that sat in a frozen or partitioned
+/// connection and arrives late renews nothing new: the lease never outlives the controller's last
+/// answer from the host by more than `leaseMs`, however late stale frames are delivered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ping {
+    /// The `leaseToken` of the last `pong` (or of the `hello`) the controller received on this stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Pong {
@@ -319,6 +352,9 @@ pub struct Pong {
     pub cpus: u32,
     /// Sessions whose turn is running now.
     pub running: u32,
+    /// The worker's clock (ms since the Unix epoch) when it answered; echo it in the next `ping`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<u64>,
 }
 
 /// Where a session stands, as the worker knows it.
@@ -380,6 +416,9 @@ pub struct WorkerHello {
     /// The workspace root after `~` expansion on this host.
     pub workspace_root: String,
     pub sessions: Vec<SessionInfo>,
+    /// A lease token for the first `ping` (see [`Ping`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

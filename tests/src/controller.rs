@@ -31,19 +31,41 @@ impl ControllerProcess {
         Self::spawn(workflow.to_path_buf(), state_dir.to_path_buf(), env).await
     }
 
+    /// Starts `itervox demo --port 0 --dir <dir>` (the demo project is created in `dir`, which must not
+    /// hold one yet) and waits until it serves `/api/v1/health`. `restart` runs the demo's WORKFLOW.md
+    /// with `itervox run`.
+    pub async fn start_demo(dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<ControllerProcess> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut cmd = Command::new(bin_path("itervox"));
+        cmd.args(["demo", "--port", "0", "--dir"]).arg(dir);
+        let log_dir = dir.with_extension("logs");
+        Self::launch(cmd, dir.join("WORKFLOW.md"), dir.join(".itervox/state"), env, &log_dir).await
+    }
+
     async fn spawn(
         workflow: PathBuf,
         state_dir: PathBuf,
         env: Vec<(String, String)>,
     ) -> anyhow::Result<ControllerProcess> {
-        std::fs::create_dir_all(&state_dir)?;
-        let log = state_dir.join(format!("controller-{}.stderr", std::process::id()));
         let mut cmd = Command::new(bin_path("itervox"));
         cmd.args(["run", "--port", "0", "--workflow"])
             .arg(&workflow)
             .arg("--state-dir")
-            .arg(&state_dir)
-            .env("ITERVOX_LOG", "info,itervox=debug")
+            .arg(&state_dir);
+        let log_dir = state_dir.clone();
+        Self::launch(cmd, workflow, state_dir, env, &log_dir).await
+    }
+
+    async fn launch(
+        mut cmd: Command,
+        workflow: PathBuf,
+        state_dir: PathBuf,
+        env: Vec<(String, String)>,
+        log_dir: &Path,
+    ) -> anyhow::Result<ControllerProcess> {
+        std::fs::create_dir_all(log_dir)?;
+        let log = log_dir.join(format!("controller-{}.stderr", std::process::id()));
+        cmd.env("ITERVOX_LOG", "info,itervox=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -95,7 +117,7 @@ impl ControllerProcess {
     }
 
     async fn wait_health(&self) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
+        let client = http_client();
         for _ in 0..200 {
             if let Ok(r) = client.get(format!("{}/api/v1/health", self.base)).send().await
                 && r.status().is_success()
@@ -144,6 +166,17 @@ impl ControllerProcess {
     }
 }
 
+/// Installs rustls' process-wide crypto provider (reqwest is built without one); idempotent.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A reqwest client with the crypto provider installed.
+fn http_client() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::new()
+}
+
 /// A JSON API client with the bearer token when one is set.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -154,10 +187,11 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str, token: Option<&str>) -> Api {
+        install_crypto();
         Api {
             base: base.trim_end_matches('/').to_string(),
             token: token.map(str::to_string),
-            client: reqwest::Client::new(),
+            client: http_client(),
         }
     }
 

@@ -19,6 +19,7 @@
 //! | `resume` | answers `Second turn OK (request carried N messages).` |
 //! | `rate-limit[:secs]` | always HTTP 429 `rate_limit_error` with `retry-after` (default 1) |
 //! | `overloaded` | always HTTP 529 `overloaded_error` |
+//! | `usage-limit:EPOCH` | always HTTP 429 whose message says the limit `resets H:MMam (UTC)` at the Unix time EPOCH, with a `retry-after` that long (too long for the CLI to wait, so it gives up at once) |
 //! | `task` / `task-fg` | starts a subagent (the Agent tool, in the background / foreground) whose prompt runs `sub-bash`, then `Done.` |
 //! | `sub-bash` | calls Bash `echo from-subagent > sub.txt`, then `Subagent finished: sub.txt written.` |
 //! | `loop` | calls Bash `echo step N` forever (for `--max-turns`) |
@@ -276,6 +277,19 @@ fn script(name: &str, arg: Option<&str>, step: usize, body: &Value) -> Reply {
                         reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     ),
                 ],
+            }
+        }
+        "usage-limit" => {
+            let reset = arg
+                .and_then(|a| a.parse::<i64>().ok())
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .unwrap_or_else(|| chrono::Utc::now() + chrono::Duration::hours(1));
+            let wait = (reset - chrono::Utc::now()).num_seconds().max(1);
+            Reply::Error {
+                status: 429,
+                kind: "rate_limit_error",
+                message: format!("5-hour limit reached ∙ resets {} (UTC)", reset.format("%-I:%M%P")),
+                headers: vec![("retry-after".into(), wait.to_string())],
             }
         }
         "overloaded" => Reply::Error {

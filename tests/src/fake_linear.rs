@@ -364,6 +364,11 @@ impl FakeLinear {
         })
     }
 
+    /// The name of a workflow state by its id (as mutations name it); empty when unknown.
+    pub fn state_name(&self, state_id: &str) -> String {
+        self.lock().state_name(state_id)
+    }
+
     /// Every request so far, in order.
     pub fn requests(&self) -> Vec<LinearRequest> {
         self.lock().requests.clone()

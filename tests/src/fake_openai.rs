@@ -11,7 +11,7 @@
 //! Scripts are picked like the fake Anthropic API's: a marker `[[fake:NAME]]` in the latest user message
 //! that has one; the step is the number of tool outputs after it. Scripts: `text`, `bash` (the offered
 //! shell tool — `exec_command` for current models — runs `echo hello > hello.txt`, then `Done.`),
-//! `needs-input`, `resume` (`Second turn OK (request carried N input items).`), `rate-limit[:secs]`
+//! `bash-then-ask` (the same shell call, then the `needs-input` question), `needs-input`, `resume` (`Second turn OK (request carried N input items).`), `rate-limit[:secs]`
 //! (HTTP 429 `rate_limit_exceeded`), `server-error` (HTTP 500) and `failed` (a stream ending in
 //! `response.failed`).
 
@@ -191,7 +191,8 @@ fn script(picked: Option<(String, Option<String>, usize)>, n_items: usize, body:
         "text" => Reply::Items(vec![message("Hello from the fake model.")]),
         "bash" if step == 0 => Reply::Items(vec![shell_call(body, "echo hello > hello.txt")]),
         "bash" => Reply::Items(vec![message("Done.")]),
-        "needs-input" => Reply::Items(vec![message(&format!(
+        "bash-then-ask" if step == 0 => Reply::Items(vec![shell_call(body, "echo hello > hello.txt")]),
+        "needs-input" | "bash-then-ask" => Reply::Items(vec![message(&format!(
             "Should the migration target PostgreSQL or SQLite?\n{NEEDS_INPUT}"
         ))]),
         "resume" => Reply::Items(vec![message(&format!(

@@ -46,6 +46,11 @@ impl IssueSpec {
     }
 }
 
+/// The `tracker:` block of [`Project::new`]: the local tracker in the project's issue folder.
+pub const LOCAL_TRACKER: &str = "tracker:\n  kind: local\n  issues_dir: .itervox/issues\n  project_slug: T\n  \
+     active_states: [Todo, In Progress]\n  terminal_states: [Done, Cancelled]\n  backlog_states: [Backlog]\n  \
+     working_state: In Progress\n  completion_state: Done\n";
+
 /// The project on disk.
 #[derive(Debug)]
 pub struct Project {
@@ -88,6 +93,12 @@ impl Project {
     /// Creates the project. `extra_yaml` is appended inside the front matter (top-level keys, e.g. an
     /// `ssh:` block), and `agent_extra` inside the `agent:` block (indented two spaces).
     pub fn new(issues: &[IssueSpec], agent_extra: &str, extra_yaml: &str) -> Project {
+        Self::with_tracker(issues, LOCAL_TRACKER, agent_extra, extra_yaml)
+    }
+
+    /// Like [`Project::new`], with `tracker_yaml` as the whole `tracker:` block (e.g. `kind: linear` with
+    /// an `endpoint` at a fake server). The local issue folder is still written, and unused then.
+    pub fn with_tracker(issues: &[IssueSpec], tracker_yaml: &str, agent_extra: &str, extra_yaml: &str) -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
         let repo = dir.path().join("project");
         std::fs::create_dir_all(&repo).unwrap();
@@ -104,7 +115,7 @@ impl Project {
         let workflow = dir.path().join("WORKFLOW.md");
         let text = format!(
             "---\n\
-             tracker:\n  kind: local\n  issues_dir: .itervox/issues\n  project_slug: T\n  active_states: [Todo, In Progress]\n  terminal_states: [Done, Cancelled]\n  backlog_states: [Backlog]\n  working_state: In Progress\n  completion_state: Done\n\
+             {tracker_yaml}\
              polling:\n  interval_ms: 300\n\
              agent:\n  command: itervox-worker demo-agent\n  backend: demo\n  max_concurrent_agents: 6\n  max_turns: 3\n  max_retries: 3\n  inline_input: true\n{agent_extra}\
              workspace:\n  root: {root}\n  repo: {repo}\n  base_branch: main\n\

@@ -27,6 +27,7 @@ impl std::fmt::Debug for SseStream {
 impl SseStream {
     /// Opens `url` with optional extra headers (e.g. `Last-Event-ID`).
     pub async fn open(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<SseStream> {
+        crate::controller::install_crypto();
         let client = reqwest::Client::new();
         let mut req = client.get(url).header("accept", "text/event-stream");
         for (k, v) in headers {

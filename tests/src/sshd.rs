@@ -207,6 +207,7 @@ impl SshLab {
             home,
             host_key,
             child: None,
+            orphaned: Vec::new(),
         };
         host.start_on_free_port()?;
         Ok(host)
@@ -223,6 +224,8 @@ pub struct SshHost {
     home: PathBuf,
     host_key: PathBuf,
     child: Option<Child>,
+    /// Per-connection sshd processes whose listener [`SshHost::stop_listener`] killed.
+    orphaned: Vec<i32>,
 }
 
 impl SshHost {
@@ -423,6 +426,20 @@ impl SshHost {
         wait_gone(&sshds)
     }
 
+    /// Kills only the listener, leaving the per-connection sshd processes (and what they run) alone: new
+    /// connections are refused while open ones go on (or stay frozen). [`SshHost::start`] brings the
+    /// listener back on the same port.
+    pub fn stop_listener(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let connections = self.connection_processes();
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        child.wait().context("reaping sshd")?;
+        self.orphaned.extend(connections);
+        Ok(())
+    }
+
     /// Kills everything this host ever started: listener, connections, their commands, and detached
     /// processes that still carry this host's HOME (like a host losing power).
     pub fn kill_everything(&mut self) -> anyhow::Result<()> {
@@ -431,6 +448,7 @@ impl SshHost {
             pids.extend(descendants(child.id() as i32));
         }
         pids.extend(processes_with_home(&self.home));
+        pids.extend(self.connection_processes());
         let pids: Vec<i32> = pids.into_iter().collect();
         signal_all(&pids, Signal::SIGKILL);
         self.stop()?;
@@ -439,13 +457,19 @@ impl SshHost {
 
     /// The per-connection sshd processes (children of the listener, and theirs).
     pub fn connection_processes(&self) -> Vec<i32> {
-        match &self.child {
+        let mut pids: Vec<i32> = match &self.child {
             Some(child) => descendants(child.id() as i32)
                 .into_iter()
                 .filter(|&pid| process_name(pid).as_deref() == Some("sshd"))
                 .collect(),
             None => Vec::new(),
+        };
+        for &pid in &self.orphaned {
+            if !pids.contains(&pid) && process_name(pid).as_deref() == Some("sshd") {
+                pids.push(pid);
+            }
         }
+        pids
     }
 
     /// Stops (SIGSTOP) every per-connection sshd process: open connections go silent without closing,

@@ -6,6 +6,7 @@ mod ssh {
     pub mod support;
 
     mod auth;
+    mod cli;
     mod connect;
     mod deploy_files;
     mod doctor;

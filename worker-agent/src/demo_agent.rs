@@ -11,9 +11,12 @@
 //!   `ITERVOX_ATTEMPT` is unset or `1`, works normally on later attempts.
 //! - `[demo:sleep=N]` — pauses N×100 ms between steps (default pacing: 700 ms, a few seconds a run).
 //! - `[demo:pr]` — mentions a pull request `https://github.com/example/demo/pull/<n>` when done.
+//! - `[demo:spam=N]` — before the work, prints N short assistant messages (`spam <i> of N …`) as fast
+//!   as it can, for measuring log throughput.
 //!
 //! A resumed session whose prompt carries no marker (the controller's "continue" guidance, or any
-//! reply after the work is done) answers briefly without tool calls. The issue comes from
+//! reply after the work is done) answers briefly without tool calls, unless its task was interrupted
+//! before it was done (an operator's cancel): then it does the task. The issue comes from
 //! `ITERVOX_ISSUE_IDENTIFIER`, else the first `ABC-123`-like word of the prompt. The session transcript
 //! is kept in `$CLAUDE_CODE_LOG_DIR` (else a folder under the temp dir), in Claude Code's format.
 
@@ -73,8 +76,11 @@ pub struct Markers {
     /// Pause between steps, in units of 100 ms.
     pub sleep: Option<u64>,
     pub pr: bool,
+    /// How many filler messages to print before the work.
+    pub spam: Option<u64>,
 }
 
+static SPAM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[demo:spam=(\d{1,9})\]").expect("static regex"));
 static SLEEP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[demo:sleep=(\d{1,5})\]").expect("static regex"));
 static ISSUE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b[A-Z][A-Z0-9]{0,9}-\d{1,9}\b").expect("static regex"));
 
@@ -85,6 +91,7 @@ impl Markers {
             fail_once: prompt.contains("[demo:fail-once]"),
             sleep: SLEEP.captures(prompt).and_then(|c| c[1].parse().ok()),
             pr: prompt.contains("[demo:pr]"),
+            spam: SPAM.captures(prompt).and_then(|c| c[1].parse().ok()),
         }
     }
 
@@ -139,7 +146,9 @@ fn plan(resumed: bool, prompt: &str, markers: &Markers, history: &History, env: 
             answer: Some(prompt.trim().to_string()),
         };
     }
-    if resumed && !Markers::any(prompt) {
+    // The task of an earlier turn that never finished (it was interrupted): resuming carries on with it.
+    let unfinished = history.commit.is_none() && history.task.as_deref().is_some_and(|t| t != prompt);
+    if resumed && !Markers::any(prompt) && !unfinished {
         return Plan::Continue;
     }
     if markers.fail_once && env.attempt.as_deref().is_none_or(|a| a.trim() == "1") {
@@ -165,6 +174,9 @@ pub fn run(args: &[String], prompt: &str, env: &DemoEnv, cwd: &Path, out: &mut d
     let mut history = session.history();
     if history.task.is_none() {
         history.task = Some(prompt.to_string());
+        // Recorded before any work, as Claude Code keeps its transcript as it goes: a turn killed midway
+        // (an operator's cancel) still knows its task when the session is resumed.
+        session.save_state(&session_id, &history);
     }
     // Markers of the session's task, plus any the new prompt adds.
     let task = history.task.clone().unwrap_or_default();
@@ -221,6 +233,14 @@ pub fn run(args: &[String], prompt: &str, env: &DemoEnv, cwd: &Path, out: &mut d
         }
         Plan::Work { answer } => {
             history.question_pending = false;
+            if let Some(n) = markers.spam {
+                for i in 1..=n {
+                    stream.text(&format!(
+                        "spam {i} of {n}: filler text that stands in for a chatty agent's output, \
+                         long enough to look like a real line of reasoning."
+                    ));
+                }
+            }
             match work(
                 &mut stream,
                 &step,

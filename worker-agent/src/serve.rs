@@ -29,6 +29,7 @@ use crate::line_reader::{Line, LineReader};
 use crate::session::SessionError;
 use crate::session::control::{Activity, Sessions};
 use crate::session::journal;
+use crate::session::lease;
 use crate::workspace::{self, WorkspaceError};
 pub use frame_writer::FrameTx;
 use frame_writer::spawn_writer;
@@ -225,6 +226,7 @@ impl Server {
             mem_free_bytes: host_info::mem_available_bytes(),
             workspace_root: layout.root().display().to_string(),
             sessions: list,
+            lease_token: Some(lease::token_now()),
         })
     }
 
@@ -290,7 +292,11 @@ impl Server {
                 WorkerFrame::ok(id, &workspace::remove(&layout, &r, Utc::now).await?)
             }
             RequestBody::ListWorkspaces => WorkerFrame::ok(id, &workspace::list(&layout).await?),
-            RequestBody::Ping => {
+            RequestBody::Ping(ping) => {
+                if let Some(token) = ping.lease_token {
+                    let layout = layout.clone();
+                    let _ = tokio::task::spawn_blocking(move || lease::renew(&layout, token)).await;
+                }
                 let running = sessions
                     .list(Utc::now())
                     .await?
@@ -303,6 +309,7 @@ impl Server {
                         load1: host_info::load1(),
                         cpus: host_info::cpus(),
                         running: u32::try_from(running).unwrap_or(u32::MAX),
+                        lease_token: Some(lease::token_now()),
                     },
                 )
             }

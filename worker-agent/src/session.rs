@@ -18,6 +18,7 @@
 
 pub mod control;
 pub mod journal;
+pub mod lease;
 pub mod reconcile;
 pub mod supervisor;
 

@@ -1,6 +1,6 @@
 //! Request bodies: `Body<T>` reads JSON whatever the content type says, and turns every failure into the
 //! API envelope: 413 over 1 MiB, 400 `invalid_json` for bad syntax, 400 `bad_request` naming the field
-//! for a missing field, a wrong type or an unknown value.
+//! for a missing field, a wrong type (by its path, e.g. `profiles.web.command`) or an unknown value.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -56,9 +56,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if !value.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
-    serde_json::from_value(value).map_err(|e| {
-        let message = e.to_string();
-        let field = field_of(&message);
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        // A wrong type names its place in the path; a missing or unknown field only in the message.
+        let field = (path != ".").then_some(path).or_else(|| field_of(&message));
         let err = ApiError::bad_request(format!("invalid request body: {message}"));
         match field {
             Some(f) => err.with_field(f),
@@ -94,8 +96,10 @@ mod tests {
         let e = parse::<Req>(b"{}").unwrap_err();
         assert_eq!((e.code, e.field.as_deref()), ("bad_request", Some("enabled")));
         let e = parse::<Req>(br#"{"enabled":"yes"}"#).unwrap_err();
-        assert_eq!(e.code, "bad_request");
+        assert_eq!((e.code, e.field.as_deref()), ("bad_request", Some("enabled")));
         assert!(e.message.contains("boolean"), "{}", e.message);
+        let e = parse::<Req>(br#"{"enabled":true,"extra":1}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("bad_request", Some("extra")));
         let e = parse::<Req>(b"[1]").unwrap_err();
         assert_eq!(e.code, "bad_request");
         assert!(parse::<Req>(br#"{"enabled":true}"#).is_ok());

@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use itervox_protocol::PROTOCOL_VERSION;
 use itervox_protocol::api::HostStatus;
-use itervox_protocol::worker::{Attach, ControllerHello, Pong, RequestBody, SessionEvent, SessionRef, WorkerHello};
+use itervox_protocol::worker::{
+    Attach, ControllerHello, Ping, Pong, RequestBody, SessionEvent, SessionRef, WorkerHello,
+};
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
@@ -494,6 +496,9 @@ async fn serve_connection(
     notify: &impl Fn(LinkEvent),
 ) -> String {
     let closed = client.closed();
+    // Each ping echoes the worker's last lease token, renewing the lease on the host's sessions as of
+    // the worker's answer (a ping delivered late renews nothing new).
+    let mut lease_token = client.hello().lease_token;
     let mut ticker = tokio::time::interval(shared.settings.ping_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -509,12 +514,13 @@ async fn serve_connection(
         // it. A dead peer is noticed by the transport's keepalive or by the stream ending.
         match client
             .call::<Pong>(
-                RequestBody::Ping,
+                RequestBody::Ping(Ping { lease_token }),
                 shared.settings.ping_interval.max(Duration::from_secs(10)),
             )
             .await
         {
             Ok(pong) => {
+                lease_token = pong.lease_token;
                 let rtt = started.elapsed().as_secs_f64() * 1000.0;
                 let transport_rtt = latency.as_ref().and_then(|f| f());
                 shared.status.send_modify(|s| {

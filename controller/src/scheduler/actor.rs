@@ -149,6 +149,8 @@ pub(super) struct Actor {
     next_poll: Instant,
     consecutive_poll_failures: u32,
     last_poll_ok: bool,
+    /// A full poll has succeeded since the start (readiness needs one).
+    polled_ok_once: bool,
     last_tracker_error: Option<TrackerErrorInfo>,
     config_invalid: Option<ConfigInvalid>,
     draining: bool,
@@ -280,6 +282,7 @@ impl Actor {
             next_poll: now,
             consecutive_poll_failures: 0,
             last_poll_ok: false,
+            polled_ok_once: false,
             last_tracker_error: None,
             config_invalid: None,
             draining: false,
@@ -385,10 +388,11 @@ impl Actor {
             self.stop_run(&run_id, StopReason::Stalled);
         }
         // Hosts unreachable for too long: their sessions become new attempts elsewhere. The margin makes
-        // sure the host side has given the session up first (it stops sessions whose controller has been
-        // silent for host_lost_after_ms).
+        // sure the host side has given the session up first: each session's supervisor stops its agent
+        // when no frame of ours renewed its lease (`leaseMs` = host_lost_after_ms) for that long, and the
+        // last renewal reached the host before the link went down.
         let lost_after = Duration::from_millis(self.config().ssh.host_lost_after_ms);
-        let margin = Duration::from_secs(5).max(lost_after / 10);
+        let margin = Duration::from_millis(itervox_protocol::worker::LEASE_MARGIN_MS).max(lost_after / 10);
         let lost_hosts: Vec<String> = self
             .hosts
             .iter()

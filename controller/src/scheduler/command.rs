@@ -60,6 +60,9 @@ pub struct PollResult {
     pub with_comments: Vec<Issue>,
     /// True for a full poll, false for a refresh of due retries only.
     pub full: bool,
+    /// Overlaid state moves (issue, outbox key) the tracker had already taken when this poll started:
+    /// the poll shows the tracker's truth after them, whatever state it reports.
+    pub settled_moves: Vec<(String, String)>,
 }
 
 /// Something a run reports back.

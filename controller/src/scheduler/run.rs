@@ -52,6 +52,9 @@ pub struct RunSpec {
     pub max_turns: u32,
     pub turn_timeout_ms: u64,
     pub read_timeout_ms: u64,
+    /// The session's lease (`ssh.host_lost_after_ms`): the host stops the session itself when this
+    /// controller has been silent for that long, before the controller declares it lost.
+    pub lease_ms: Option<u64>,
     pub continuation_prompt: String,
     pub active_states: Vec<String>,
     /// Turn count and token totals carried over (re-attach after restart).
@@ -194,6 +197,7 @@ async fn drive(spec: &RunSpec) -> RunOutcome {
                 turn_timeout_ms: spec.turn_timeout_ms,
                 read_timeout_ms: spec.read_timeout_ms,
                 hooks: spec.hooks.clone(),
+                lease_ms: spec.lease_ms,
             });
             if let Err(e) = call_patiently::<SessionStarted>(spec, start, Duration::from_secs(60)).await {
                 let msg = format!("starting the agent failed: {e}");

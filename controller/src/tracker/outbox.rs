@@ -437,6 +437,25 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// Makes free text (an identifier such as GitHub's `#12`, a branch or session name) usable inside a
+/// key: characters outside the key alphabet, `:` (the usual separator), `+` (the escape) and a `-`
+/// right after a `-` become `+HH` per UTF-8 byte, so distinct texts stay distinct keys.
+pub fn key_part(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let plain = c.is_ascii_alphanumeric() || "._/@".contains(c) || (c == '-' && !out.ends_with('-'));
+        if plain {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("+{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
 fn validate_key(key: &str) -> Result<(), OutboxError> {
     let reason = if key.is_empty() {
         Some("it is empty")

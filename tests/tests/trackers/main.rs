@@ -1,7 +1,10 @@
 //! The tracker adapters against fake Linear and GitHub servers on loopback, and the durable outbox
 //! against them: what a scheduler relies on (pagination, filters, writes visible in the tracker,
-//! rate limits honoured, comments posted once).
+//! rate limits honoured, comments posted once), and the real controller driven through them.
 
+mod controlled;
+mod controller_github;
+mod controller_linear;
 mod github;
 mod linear;
 mod outbox;

@@ -27,6 +27,8 @@ pub struct History {
 #[derive(Debug)]
 pub struct SessionFile {
     path: Option<PathBuf>,
+    /// Opened on the first append and kept open (one open per line made chatty turns slow).
+    file: std::cell::RefCell<Option<std::fs::File>>,
 }
 
 impl SessionFile {
@@ -34,6 +36,7 @@ impl SessionFile {
     pub fn new(dir: Option<&Path>, id: &str) -> SessionFile {
         SessionFile {
             path: dir.map(|d| d.join(format!("{id}.jsonl"))),
+            file: std::cell::RefCell::new(None),
         }
     }
 
@@ -70,11 +73,16 @@ impl SessionFile {
         let Some(path) = &self.path else {
             return;
         };
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+        let mut slot = self.file.borrow_mut();
+        if slot.is_none() {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            *slot = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
         }
-        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let _ = writeln!(file, "{line}");
+        if let Some(file) = slot.as_mut() {
+            // One write per line, so a reader never sees half a line.
+            let _ = file.write_all(format!("{line}\n").as_bytes());
         }
     }
 

@@ -244,6 +244,54 @@ fn asks_then_does_the_work_with_the_answer_when_resumed() {
 }
 
 #[test]
+fn an_interrupted_task_is_done_when_the_session_is_resumed() {
+    let fx = Fixture::new();
+    let (before, _, _) = fx.head();
+    // What a first turn killed midway leaves behind: the state recorded before any work.
+    let session = "4d7c3f0e-interrupted";
+    let file = super::SessionFile::new(Some(&fx.log_dir), session);
+    let history = super::History {
+        task: Some("Fix ABC-7 [demo:sleep=0]".into()),
+        ..super::History::default()
+    };
+    file.save_state(session, &history);
+
+    let mut args = ARGS.to_vec();
+    args.extend(["--resume", session]);
+    let resume = "You were paused by an operator and are now resumed. Continue the task.";
+    let turn = demo(&fx.repo, &fx.env(None), &args, resume);
+    assert_eq!(turn.outcome.status, OutcomeStatus::Succeeded, "{:?}", turn.outcome);
+    assert!(turn.count(LogEventKind::Action) > 0, "it worked");
+    assert_ne!(fx.head().0, before, "and committed");
+    assert!(fx.notes().contains("- ABC-7:"), "{}", fx.notes());
+
+    // Done now: the next resume only answers.
+    let turn = demo(&fx.repo, &fx.env(None), &args, resume);
+    assert_eq!(turn.count(LogEventKind::Action), 0);
+    assert_eq!(fx.notes().matches("- ABC-7:").count(), 1);
+}
+
+#[test]
+fn a_new_session_records_its_task_before_working() {
+    let fx = Fixture::new();
+    let turn = demo(&fx.repo, &fx.env(None), ARGS, "Fix ABC-7 [demo:sleep=0]");
+    let session = turn.outcome.agent_session_ref.clone().unwrap();
+    let text = std::fs::read_to_string(fx.log_dir.join(format!("{session}.jsonl"))).unwrap();
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let first_state = kinds.iter().position(|k| k == "demo-state").expect("a state line");
+    let first_work = kinds.iter().position(|k| k == "assistant").expect("an assistant line");
+    assert!(first_state < first_work, "{kinds:?}");
+}
+
+#[test]
 fn fails_once_by_attempt() {
     let fx = Fixture::new();
     let (before, _, _) = fx.head();
@@ -290,6 +338,23 @@ fn mentions_a_pull_request_when_asked() {
     assert_eq!(turn.count(LogEventKind::Pr), 1);
     // The environment's identifier wins over the prompt's.
     assert!(fx.notes().contains("- DEMO-42:"));
+}
+
+#[test]
+fn spams_the_asked_number_of_messages_before_the_work() {
+    let fx = Fixture::new();
+    let turn = demo(
+        &fx.repo,
+        &fx.env(None),
+        ARGS,
+        "Work on ABC-7 [demo:spam=250] [demo:sleep=0]",
+    );
+    assert_eq!(turn.outcome.status, OutcomeStatus::Succeeded);
+    let spam: Vec<&IssueLogEntry> = turn.entries.iter().filter(|e| e.message.starts_with("spam ")).collect();
+    assert_eq!(spam.len(), 250);
+    assert!(spam[0].message.starts_with("spam 1 of 250:"));
+    assert!(spam[249].message.starts_with("spam 250 of 250:"));
+    assert!(fx.notes().contains("ABC-7"), "the work is still done");
 }
 
 #[test]

@@ -135,6 +135,15 @@ pub async fn run_current_turn(
     {
         cancel.cancel();
     }
+    // The turn was ordered by a controller a moment ago, so the lease counts from now at the latest.
+    let lease_expired = spec.lease_ms.filter(|&ms| ms > 0).map(|ms| {
+        super::lease::watch(
+            &layout,
+            Duration::from_millis(ms),
+            std::time::SystemTime::now(),
+            cancel.clone(),
+        )
+    });
     let journal = JournalWriter::open(dir, DEFAULT_CAP_BYTES).map_err(SessionError::io("cannot open the journal"))?;
     let mut turn = Supervisor {
         sd,
@@ -147,6 +156,7 @@ pub async fn run_current_turn(
         cancel,
         parser_for,
         last_state_refresh: Instant::now(),
+        lease_expired,
     };
     let end = turn.run_turn().await;
     turn.finish(end).await;
@@ -195,6 +205,8 @@ struct Supervisor {
     /// The newest agent session id seen (the order's resume ref until the agent reports one).
     agent_session_ref: Option<String>,
     last_state_refresh: Instant,
+    /// Set when the controller's lease expired (which is what cancelled the turn).
+    lease_expired: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Supervisor {
@@ -293,7 +305,10 @@ impl Supervisor {
     async fn run_turn(&mut self) -> TurnEnd {
         let workspace = self.workspace();
         if self.cancel.is_cancelled() {
-            return TurnEnd::with(ExitStatus::Cancelled, Some("cancelled before the turn started".into()));
+            return TurnEnd::with(
+                ExitStatus::Cancelled,
+                Some(self.cancel_reason("cancelled before the turn started")),
+            );
         }
         if self.order.turn == 1
             && let Some(script) = self.spec.hooks.before_run.clone().filter(|s| !s.trim().is_empty())
@@ -304,13 +319,19 @@ impl Supervisor {
             }
             if !run.succeeded() {
                 if run.result == crate::hooks::HookResult::Cancelled {
-                    return TurnEnd::with(ExitStatus::Cancelled, Some("cancelled during before_run".into()));
+                    return TurnEnd::with(
+                        ExitStatus::Cancelled,
+                        Some(self.cancel_reason("cancelled during before_run")),
+                    );
                 }
                 return TurnEnd::with(ExitStatus::Failed, Some(run.failure_message(&workspace)));
             }
         }
         if self.cancel.is_cancelled() {
-            return TurnEnd::with(ExitStatus::Cancelled, Some("cancelled before the agent started".into()));
+            return TurnEnd::with(
+                ExitStatus::Cancelled,
+                Some(self.cancel_reason("cancelled before the agent started")),
+            );
         }
         if !workspace.is_dir() {
             return TurnEnd::with(
@@ -491,7 +512,7 @@ impl Supervisor {
         match stop {
             Some(Stop::Cancelled) => {
                 end.status = Some(ExitStatus::Cancelled);
-                end.error = Some("cancelled".to_string());
+                end.error = Some(self.cancel_reason("cancelled"));
             }
             Some(Stop::ReadTimeout) => {
                 end.status = Some(ExitStatus::TimedOut);
@@ -543,7 +564,27 @@ impl Supervisor {
         }
     }
 
+    fn lease_expired(&self) -> bool {
+        self.lease_expired
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Why a cancelled turn ended, for its `session_exit`.
+    fn cancel_reason(&self, what: &str) -> String {
+        match self.spec.lease_ms.filter(|_| self.lease_expired()) {
+            Some(ms) => format!(
+                "{what}: no controller was in touch with this host for {ms} ms (lease expired); the controller \
+                 treats the session as lost and retries it elsewhere"
+            ),
+            None => what.to_string(),
+        }
+    }
+
     fn cancel_grace(&self) -> Duration {
+        if self.lease_expired() {
+            return Duration::from_millis(itervox_protocol::worker::LEASE_KILL_GRACE_MS);
+        }
         match read_file::<CancelRequest>(&self.sd.cancel()) {
             Ok(Some(c)) if c.turn == self.order.turn => Duration::from_millis(c.grace_ms),
             _ => DEFAULT_CANCEL_GRACE,

@@ -461,3 +461,52 @@ fn one_stream_follows_several_sessions_until_each_is_detached() {
     assert_contiguous(&w.events("s-m1"), 1);
     assert_eq!(entries_with(&w.events("s-m1"), "MARK-LAST-s-m1"), 1);
 }
+
+#[test]
+fn pings_echoing_lease_tokens_keep_a_leased_session_and_without_them_it_stops_itself() {
+    let host = Host::new();
+    let (mut w, hello) = Worker::ready(&host);
+    let mut token = hello["leaseToken"].clone();
+    assert!(token.as_u64().is_some(), "the hello hands out a lease token: {hello}");
+    let ws = prepare(&mut w, &host, "ITX-L");
+    let pidfile = host.scratch("leased-sleep.pid");
+    let agent = host.agent(
+        "leased",
+        &format!(
+            "init\nsay MARK-LEASED\nsleep 300 &\necho $! > {}\nwait",
+            pidfile.display()
+        ),
+    );
+    let mut start = start_request("s-l", "ITX-L", &ws, &agent);
+    start["leaseMs"] = json!(1500);
+    w.ok(start);
+    attach(&mut w, "s-l", 1);
+    wait_marker(&mut w, "s-l", "MARK-LEASED");
+    wait_until("the grandchild's pid", || read_pid(&pidfile).is_some());
+    let grandchild = read_pid(&pidfile).unwrap();
+    let agent_pid = host.state("s-l").pid.expect("the agent's pid is recorded");
+
+    // Twice the lease with pings that echo the last token: the session keeps running.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(3000);
+    while std::time::Instant::now() < until {
+        let pong = w.ok(json!({"type": "ping", "leaseToken": token}));
+        token = pong["leaseToken"].clone();
+        assert!(token.as_u64().is_some(), "every pong hands out a token: {pong}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        ProcessIdentity::of(agent_pid).is_some(),
+        "the renewed session still runs"
+    );
+    assert!(w.events("s-l").iter().all(|e| e["type"] != "session_exit"));
+
+    // Pings without a token renew nothing: the supervisor gives the session up on its own.
+    for _ in 0..3 {
+        w.ok(json!({"type": "ping"}));
+    }
+    let exit = w.wait_exit("s-l", 1);
+    assert_eq!(exit["status"], "cancelled", "{exit}");
+    assert!(exit["error"].as_str().unwrap_or("").contains("lease expired"), "{exit}");
+    wait_gone("the agent", agent_pid);
+    wait_gone("the grandchild sleep", grandchild);
+}

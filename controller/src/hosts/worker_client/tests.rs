@@ -27,6 +27,7 @@ fn worker_hello(protocol: u32) -> WorkerFrame {
         mem_free_bytes: 1,
         workspace_root: "/tmp/ws".into(),
         sessions: vec![],
+        lease_token: None,
     })
 }
 
@@ -65,7 +66,7 @@ async fn handshake_calls_and_events() {
                 panic!()
             };
             match req.body {
-                RequestBody::Ping => {
+                RequestBody::Ping(_) => {
                     send(
                         &mut ww,
                         &WorkerFrame::ok(
@@ -74,6 +75,7 @@ async fn handshake_calls_and_events() {
                                 load1: 0.5,
                                 cpus: 2,
                                 running: 0,
+                                lease_token: None,
                             },
                         ),
                     )
@@ -101,7 +103,10 @@ async fn handshake_calls_and_events() {
         .await
         .unwrap();
     assert_eq!(client.hello().hostname, "h");
-    let pong: Pong = client.call(RequestBody::Ping, Duration::from_secs(5)).await.unwrap();
+    let pong: Pong = client
+        .call(RequestBody::Ping(Default::default()), Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(pong.cpus, 2);
 
     let (tx, mut rx) = mpsc::channel(16);
@@ -141,7 +146,7 @@ async fn handshake_calls_and_events() {
     client.closed().cancelled().await;
     assert_eq!(
         client
-            .call::<Pong>(RequestBody::Ping, Duration::from_secs(5))
+            .call::<Pong>(RequestBody::Ping(Default::default()), Duration::from_secs(5))
             .await
             .unwrap_err(),
         WorkerCallError::Disconnected
@@ -188,7 +193,7 @@ async fn pending_call_fails_when_stream_ends() {
     let client = WorkerClient::start(cr, cw, hello(), Duration::from_secs(5))
         .await
         .unwrap();
-    let call = client.call::<Pong>(RequestBody::Ping, Duration::from_secs(30));
+    let call = client.call::<Pong>(RequestBody::Ping(Default::default()), Duration::from_secs(30));
     let (res, _) = tokio::join!(call, done_rx);
     assert_eq!(res.unwrap_err(), WorkerCallError::Disconnected);
 }

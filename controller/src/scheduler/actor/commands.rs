@@ -235,6 +235,11 @@ impl Actor {
             }
             Command::Settings(change, tx) => {
                 let result = self.apply_settings(change);
+                if result.is_ok() {
+                    // Read-your-writes: a client that reads the state right after its change
+                    // (`PUT /projects/filter`, then `GET /projects/filter`) sees it.
+                    self.publish(true);
+                }
                 reply(tx, result);
             }
             Command::ClearWorkspaces(tx) => {

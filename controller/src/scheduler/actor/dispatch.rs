@@ -15,11 +15,14 @@ impl Actor {
             .filter(|i| i.reply.is_some() && !self.by_issue.contains_key(&i.identifier))
             .map(|i| i.identifier.clone())
             .collect();
+        let mut waiting_for_host = Vec::new();
         for id in answered {
             if (self.by_issue.len() as u32) >= self.config().agent.max_concurrent_agents {
                 break;
             }
-            self.dispatch_reply(&id);
+            if !self.dispatch_reply(&id) {
+                waiting_for_host.push(id);
+            }
         }
 
         let tracker_cfg = self.config().tracker.clone();
@@ -71,12 +74,45 @@ impl Actor {
                     }
                     reasons.insert(id, Ineligible::DryRun.reason());
                 }
+                Err(Ineligible::OpenPr) => {
+                    // The open-PR guard pauses the issue (visible in `paused`, survives a restart)
+                    // until an operator re-analyzes it.
+                    self.pause_for_open_pr(&id);
+                }
                 Err(r) => {
                     reasons.insert(id, r.reason());
                 }
             }
         }
+        // An answered question whose session's host is down or full says so (over `input_required`).
+        for id in waiting_for_host {
+            reasons.insert(id, "waiting_for_host".into());
+        }
         self.reasons = reasons;
+    }
+
+    /// Pauses an otherwise eligible issue whose earlier run opened a pull request (reason `open_pr`).
+    fn pause_for_open_pr(&mut self, id: &str) {
+        let p = PausedRecord {
+            identifier: id.to_string(),
+            reason: Ineligible::OpenPr.reason(),
+            paused_at: Utc::now(),
+            host: None,
+            session_id: None,
+            agent_ref: None,
+            backend: None,
+        };
+        if let Err(e) = self.store.with(|s| s.set_paused(&p)) {
+            tracing::error!(issue = %id, error = %e, "Could not record the open-PR pause");
+            return;
+        }
+        self.paused.insert(id.to_string(), p);
+        let url = self.open_prs.get(id).cloned().unwrap_or_default();
+        self.note(
+            id,
+            LogLevel::Warn,
+            format!("Paused: pull request {url} is still open; POST /issues/{id}/reanalyze to work on it again"),
+        );
     }
 
     pub(super) fn eligibility_view<'a>(
@@ -171,6 +207,7 @@ impl Actor {
             max_turns: cfg.agent.max_turns.max(1),
             turn_timeout_ms: cfg.agent.turn_timeout_ms,
             read_timeout_ms: cfg.agent.read_timeout_ms,
+            lease_ms: Some(cfg.ssh.host_lost_after_ms).filter(|&ms| ms > 0),
             continuation_prompt: prompt::continuation_prompt(issue),
             active_states: cfg.tracker.active_states.clone(),
             carried: Totals::default(),
@@ -321,28 +358,32 @@ impl Actor {
         self.dirty = true;
     }
 
-    /// Resumes the agent session of an answered question.
-    pub(super) fn dispatch_reply(&mut self, id: &str) {
+    /// Resumes the agent session of an answered question. Returns false when it waits for a host: the one
+    /// that holds the session (down or full), or any host when that one is gone.
+    pub(super) fn dispatch_reply(&mut self, id: &str) -> bool {
         let Some(input) = self.inputs.get(id).cloned() else {
-            return;
+            return true;
         };
-        let Some(reply_text) = input.reply.clone() else { return };
-        let host_ok = self.host(&input.host).is_some_and(|h| h.link.is_up() && !h.removing);
-        let host_exists = self.host(&input.host).is_some_and(|h| !h.removing);
+        let Some(reply_text) = input.reply.clone() else {
+            return true;
+        };
+        // The session's host must be up and below its per-host cap, like any other placement.
+        let view = self.host_views().into_iter().find(|v| v.name == input.host);
+        let host_ok = view.as_ref().is_some_and(|v| v.accepts_work());
+        let host_exists = view.is_some();
         if !host_ok {
             if host_exists {
-                // Wait for the host that holds the session.
-                self.reasons.insert(id.to_string(), "waiting_for_host".into());
-                return;
+                // Wait for the host that holds the session to be up with a free slot.
+                return false;
             }
             // The host is gone: start over elsewhere with the question and answer in the prompt.
             let Some(issue) = self.issues.get(id).cloned() else {
-                return;
+                return true;
             };
             let choice = self.agent_for(id, RunKind::Worker);
             let views = self.host_views();
             let Some(i) = choose_host(&views, self.config().agent.dispatch_strategy, &mut self.rr_cursor, None) else {
-                return;
+                return false;
             };
             let host = views[i].name.clone();
             let prompt = match prompt::render_with_reply(
@@ -356,7 +397,7 @@ impl Actor {
                 Ok(p) => p,
                 Err(e) => {
                     self.note(id, LogLevel::Error, format!("The prompt could not be rendered: {e}"));
-                    return;
+                    return true;
                 }
             };
             self.inputs.remove(id);
@@ -369,7 +410,7 @@ impl Actor {
                 new_session_id(id),
                 false,
             );
-            return;
+            return true;
         }
         let Some(issue) = self.issues.get(id).cloned().or_else(|| {
             Some(Issue {
@@ -380,7 +421,7 @@ impl Actor {
                 ..Issue::default()
             })
         }) else {
-            return;
+            return true;
         };
         self.inputs.remove(id);
         let _ = self.store.with(|s| s.remove_input(id));
@@ -397,6 +438,7 @@ impl Actor {
             input.session_id.clone(),
             true,
         );
+        true
     }
 
     pub(super) fn dispatch_with_mode(

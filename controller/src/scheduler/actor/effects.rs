@@ -1,13 +1,14 @@
 //! Side effects the actor starts and forgets: tracker writes, workspace removal, and notes in an issue's log.
 
 use super::*;
+use crate::tracker::outbox::key_part;
 
 impl Actor {
     /// Moves an issue in the tracker through the durable outbox (retried until the tracker takes it, never
     /// lost across restarts). With `overlay`, the issue is treated as already moved until the tracker
     /// shows it, so a finished issue is not dispatched again in between.
     pub(super) fn write_state(&mut self, id: &str, state: &str, overlay: bool) {
-        let key = format!("move:{id}:{}", uuid::Uuid::new_v4().simple());
+        let key = format!("move:{}:{}", key_part(id), uuid::Uuid::new_v4().simple());
         let write = TrackerWrite::MoveState {
             state: state.to_string(),
         };
@@ -35,7 +36,7 @@ impl Actor {
 
     /// Records the issue's branch in the tracker through the outbox.
     pub(super) fn write_branch(&mut self, id: &str, branch: &str) {
-        let key = format!("branch:{id}:{branch}");
+        let key = format!("branch:{}:{}", key_part(id), key_part(branch));
         if let Err(e) = self.outbox.enqueue(
             &key,
             id,

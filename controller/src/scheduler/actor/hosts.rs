@@ -8,7 +8,13 @@ impl Actor {
         LinkSettings {
             workspace_root: self.config().workspace.root.clone(),
             handshake_timeout: Duration::from_millis(ssh.connect_timeout_ms.max(1000) * 2),
-            ping_interval: Duration::from_millis((ssh.keepalive_interval_ms / 3).clamp(500, 5000)),
+            // Pings renew the lease on the host's sessions, so several fit into one lease.
+            ping_interval: Duration::from_millis(
+                (ssh.keepalive_interval_ms / 3)
+                    .clamp(500, 5000)
+                    .min(ssh.host_lost_after_ms / 4)
+                    .max(100),
+            ),
             ..LinkSettings::default()
         }
     }

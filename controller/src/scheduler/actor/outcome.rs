@@ -233,7 +233,11 @@ impl Actor {
                         "**The agent needs your input** (reply in a comment to continue):\n\n{question}\n\n<!-- itervox:question:{} -->",
                         record.session_id
                     );
-                    let key = format!("question:{}:{}", record.session_id, record.run_id);
+                    let key = format!(
+                        "question:{}:{}",
+                        crate::tracker::outbox::key_part(&record.session_id),
+                        crate::tracker::outbox::key_part(&record.run_id)
+                    );
                     self.write_comment(&id, &key, body);
                 }
             }

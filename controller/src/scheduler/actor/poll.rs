@@ -34,6 +34,17 @@ impl Actor {
                 .map(|i| i.identifier.clone())
                 .collect()
         };
+        let settled_moves: Vec<(String, String)> = self
+            .pending_moves
+            .iter()
+            .filter(|(_, (_, key))| {
+                !matches!(
+                    self.outbox.status_of(key).ok().flatten().as_deref(),
+                    Some("pending" | "failed")
+                )
+            })
+            .map(|(id, (_, key))| (id.clone(), key.clone()))
+            .collect();
         let tx = self.cmd_tx.clone();
         self.tasks.spawn(async move {
             let candidates = if full {
@@ -66,6 +77,7 @@ impl Actor {
                     tracked_asked: ask,
                     with_comments,
                     full,
+                    settled_moves,
                 }))
                 .await;
         });
@@ -97,6 +109,7 @@ impl Actor {
                 if result.full {
                     self.consecutive_poll_failures = 0;
                     self.last_poll_ok = true;
+                    self.polled_ok_once = true;
                     self.last_tracker_error = None;
                     self.issues = candidates.into_iter().map(|i| (i.identifier.clone(), i)).collect();
                 }
@@ -138,6 +151,15 @@ impl Actor {
             .collect();
         for id in shown {
             self.pending_moves.remove(&id);
+        }
+        // Moves the tracker had taken before this poll began: what it fetched is the truth now, even when
+        // the issue left the polled states (a finished issue) or a person moved it on since.
+        if result.full {
+            for (id, key) in &result.settled_moves {
+                if self.pending_moves.get(id).is_some_and(|(_, k)| k == key) {
+                    self.pending_moves.remove(id);
+                }
+            }
         }
 
         // Reconcile running issues with the tracker.

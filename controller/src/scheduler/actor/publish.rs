@@ -117,7 +117,7 @@ impl Actor {
         let snapshot = snapshot::build(self.config(), dynamic, &now);
         let json = Bytes::from(serde_json::to_vec(&snapshot).unwrap_or_default());
         let readiness = Readiness {
-            ready: self.consecutive_poll_failures < 3 && !self.draining && self.last_poll_ok,
+            ready: is_ready(self.polled_ok_once, self.consecutive_poll_failures, self.draining),
             last_poll_ok: self.last_poll_ok,
             draining: self.draining,
             config_invalid: self.config_invalid.is_some(),
@@ -129,5 +129,36 @@ impl Actor {
             json,
             readiness,
         }));
+    }
+}
+
+/// Readiness: a poll has succeeded since the start, fewer than three polls in a row have failed since,
+/// and the controller is not draining. One or two failed polls are a blip, not an outage.
+fn is_ready(polled_ok_once: bool, consecutive_poll_failures: u32, draining: bool) -> bool {
+    polled_ok_once && consecutive_poll_failures < 3 && !draining
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ready;
+
+    #[test]
+    fn readiness_fails_after_three_failed_polls_in_a_row() {
+        for (polled_ok_once, failures, draining, ready) in [
+            (false, 0, false, false),
+            (false, 1, false, false),
+            (true, 0, false, true),
+            (true, 1, false, true),
+            (true, 2, false, true),
+            (true, 3, false, false),
+            (true, 9, false, false),
+            (true, 0, true, false),
+        ] {
+            assert_eq!(
+                is_ready(polled_ok_once, failures, draining),
+                ready,
+                "polled_ok_once={polled_ok_once} failures={failures} draining={draining}"
+            );
+        }
     }
 }

@@ -458,6 +458,34 @@ fn keys_that_would_break_the_marker_are_refused() {
 }
 
 #[test]
+fn key_parts_make_any_identifier_a_valid_distinct_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = open(&dir, Scripted::new(&[]));
+    let texts = [
+        "#12",
+        "ENG-7",
+        "octo/widgets#3",
+        "a--b",
+        "a-+2D",
+        "x:y",
+        "naïve branch",
+        "_12",
+        "+23",
+    ];
+    let parts: Vec<String> = texts.iter().map(|t| key_part(t)).collect();
+    assert_eq!(parts[0], "+2312");
+    assert_eq!(parts[1], "ENG-7", "Linear identifiers are kept as they are");
+    for (text, part) in texts.iter().zip(&parts) {
+        assert!(
+            outbox.enqueue(&format!("move:{part}:1"), text, move_to("Done")).is_ok(),
+            "{text:?} -> {part:?}"
+        );
+    }
+    let distinct: std::collections::HashSet<&String> = parts.iter().collect();
+    assert_eq!(distinct.len(), texts.len(), "{parts:?}");
+}
+
+#[test]
 fn the_table_lives_beside_other_tables_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("itervox.db");

@@ -39,6 +39,7 @@ fn setup(script: &str, hooks: Hooks) -> Setup {
         turn_timeout_ms: 0,
         read_timeout_ms: 0,
         hooks,
+        lease_ms: None,
     };
     crate::atomic_file::write_json(&sd.spec(), &spec).unwrap();
     crate::atomic_file::write_json(
@@ -261,4 +262,79 @@ async fn a_cancel_before_the_agent_starts_records_cancelled() {
     let exit: SessionExit = read_file(&s.sd.exit()).unwrap().unwrap();
     assert_eq!(exit.status, ExitStatus::Cancelled);
     assert!(!s.workspace.join("agent-ran").exists());
+}
+
+/// Gives the session of `s` a lease of `ms`.
+fn with_lease(s: &Setup, ms: u64) {
+    let mut spec: StartSession = read_file(&s.sd.spec()).unwrap().unwrap();
+    spec.lease_ms = Some(ms);
+    crate::atomic_file::write_json(&s.sd.spec(), &spec).unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_lease_stops_the_agent_group_and_records_cancelled() {
+    // The agent and a grandchild both ignore nothing: the group is killed either way.
+    let s = setup(
+        "cat >/dev/null; sleep 300 & echo $! > child.pid; echo $$ > agent.pid; echo working; wait",
+        Hooks::default(),
+    );
+    with_lease(&s, 800);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        run_current_turn(s.sd.path(), CancellationToken::new(), asking),
+    )
+    .await
+    .expect("the supervisor gives the turn up on its own")
+    .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "not before the lease ran out"
+    );
+    let exit: SessionExit = read_file(&s.sd.exit()).unwrap().unwrap();
+    assert_eq!(exit.status, ExitStatus::Cancelled);
+    let error = exit.error.unwrap_or_default();
+    assert!(error.contains("lease expired") && error.contains("800 ms"), "{error}");
+    for file in ["agent.pid", "child.pid"] {
+        let pid: i32 = std::fs::read_to_string(s.workspace.join(file))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .unwrap_or(false);
+        assert!(!alive, "{file} ({pid}) is gone after the lease expired");
+    }
+    let state = s.sd.read_state().unwrap();
+    assert_eq!(state.status, Phase::Exited);
+    assert!(
+        matches!(journal_events(&s.sd).last(), Some(SessionEvent::SessionExit(e)) if e.status == ExitStatus::Cancelled)
+    );
+}
+
+#[tokio::test]
+async fn a_renewed_lease_lets_the_turn_finish() {
+    let s = setup("cat >/dev/null; sleep 2; echo RESULT", Hooks::default());
+    with_lease(&s, 500);
+    let layout = Layout::of_session_dir(s.sd.path()).unwrap();
+    let renewing = CancellationToken::new();
+    let stop = renewing.clone();
+    let renewer = tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            crate::session::lease::renew(&layout, crate::session::lease::token_now());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        run_current_turn(s.sd.path(), CancellationToken::new(), asking),
+    )
+    .await
+    .expect("the turn ends")
+    .unwrap();
+    renewing.cancel();
+    renewer.await.unwrap();
+    let exit: SessionExit = read_file(&s.sd.exit()).unwrap().unwrap();
+    assert_eq!(exit.status, ExitStatus::InputRequired, "{:?}", exit.error);
 }

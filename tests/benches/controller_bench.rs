@@ -1,0 +1,289 @@
+//! `controller_bench`: what the whole path costs — a real `itervox` controller, a real lab `sshd` host
+//! and the demo agent. Run with `cargo bench -p itervox-tests --bench controller_bench` (as root, like the
+//! SSH tests, after `cargo build --release --workspace --bins`; or add `--profile dev` to measure the
+//! debug build in `target/debug`); `-- --quick` runs fewer rounds.
+//!
+//! Measures (a) dispatch latency on a warm connection: from `POST /api/v1/refresh` (a new issue in the
+//! tracker) to the first log entry the remote agent journaled arriving on the issue's `/log-stream`;
+//! and (b) log throughput: a demo agent printing `[demo:spam=N]` messages, from the worker through SSH
+//! and the controller to an SSE client of `/log-stream`, in entries/s and MB/s — next to the shell-out
+//! baseline of `ssh_bench` (`ssh host cat file` of the same number of 200-byte lines), and how fast the
+//! host itself parsed and journaled the entries (their own times). Prints a table;
+//! asserts nothing about speed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use itervox_tests::binaries::bin_path;
+use itervox_tests::controller::{Api, ControllerProcess};
+use itervox_tests::project::Project;
+use itervox_tests::sse::SseStream;
+use itervox_tests::sshd::{SshHost, SshLab};
+use serde_json::Value;
+
+const LINE_BYTES: usize = 200;
+const PATIENCE: Duration = Duration::from_secs(120);
+
+struct Rounds {
+    dispatches: usize,
+    spam: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rounds = if quick {
+        Rounds {
+            dispatches: 3,
+            spam: 2_000,
+        }
+    } else {
+        Rounds {
+            dispatches: 10,
+            spam: 20_000,
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(rounds))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A file of the tracker: an issue in Todo that the demo agent finishes at once.
+fn write_issue(project: &Project, id: &str, body: &str) -> anyhow::Result<()> {
+    let text =
+        format!("---\nidentifier: {id}\ntitle: Bench {id}\nstate: Todo\ncreated: 2026-12-01T09:00:00Z\n---\n{body}\n");
+    fs_err::write(project.issues_dir.join(format!("{id}.md")), text)?;
+    Ok(())
+}
+
+/// Waits until `id` has a finished history row.
+async fn wait_finished(api: &Api, id: &str) -> anyhow::Result<Value> {
+    api.wait_state(PATIENCE, &format!("{id} to finish"), |s| {
+        s["history"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|r| r["identifier"] == id))
+    })
+    .await
+}
+
+async fn run(rounds: Rounds) -> anyhow::Result<()> {
+    let lab = SshLab::new()?;
+    let host = lab.start_host("127.0.0.2")?;
+    lab.trust(&host)?;
+    let ssh = lab.ssh_config();
+    let project = Project::new(&[], "", "");
+    // Only /refresh polls the tracker during the bench; the host keeps its workspaces under its HOME.
+    let ssh_yaml = format!(
+        "ssh:\n  user: root\n  identity_file: {key}\n  known_hosts: {kh}\n  strict_host_key_checking: yes\n  \
+         worker_path: {worker}\n",
+        key = ssh.identity_file.as_ref().context("lab key")?.display(),
+        kh = ssh.known_hosts.display(),
+        worker = bin_path("itervox-worker").display(),
+    );
+    let text = fs_err::read_to_string(&project.workflow)?
+        .replace(
+            &format!("root: {}", project.workspaces.display()),
+            "root: ~/.itervox/workspaces",
+        )
+        .replace("interval_ms: 300", "interval_ms: 3600000")
+        .replace(
+            "  inline_input: true\n",
+            &format!("  inline_input: true\n  ssh_hosts: [{}]\n", host.spec()),
+        )
+        .replacen("---\nWork on", &format!("{ssh_yaml}---\nWork on"), 1);
+    fs_err::write(&project.workflow, text)?;
+    let ctl = ControllerProcess::start(&project.workflow, &project.state_dir, &[("ITERVOX_LOG", "warn")]).await?;
+    let api = Api::new(&ctl.api(), None);
+    api.wait_state(PATIENCE, "the host to be up", |s| {
+        s["sshHosts"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["status"] == "up"))
+    })
+    .await?;
+    println!(
+        "controller_bench: itervox controller ({} build) → OpenSSH sshd on {} → itervox-worker → demo agent",
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+        host.spec()
+    );
+
+    // (a) Dispatch latency: a new issue, POST /refresh, first remote log entry on /log-stream.
+    let mut samples = Vec::new();
+    for i in 0..=rounds.dispatches {
+        let id = format!("BENCH-{}", i + 1);
+        write_issue(&project, &id, "Benchmark dispatch [demo:sleep=0]")?;
+        let mut stream = SseStream::open(&format!("{}/issues/{id}/log-stream", ctl.api()), &[]).await?;
+        let started = Instant::now();
+        let (status, body) = api.call("POST", "/refresh", None).await?;
+        if status >= 300 {
+            bail!("POST /refresh: {status} {body}");
+        }
+        loop {
+            let Some(event) = stream.next(PATIENCE).await else {
+                bail!("no log entry from the host for {id} within {PATIENCE:?}");
+            };
+            let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+            // Entries the worker journaled carry their journal seq; the controller's own notes do not.
+            if entry["seq"].is_u64() {
+                break;
+            }
+        }
+        // The first round also opens the mirror on the host; it is the cold one.
+        if i > 0 {
+            samples.push(started.elapsed());
+        }
+        wait_finished(&api, &id).await?;
+    }
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+    let rows_a = vec![(
+        "(a) refresh → first remote log entry on /log-stream".to_string(),
+        format!(
+            "{:.0} ms median, {:.0} ms min, {:.0} ms max, {:.0} ms mean",
+            ms(median),
+            ms(samples[0]),
+            ms(samples[samples.len() - 1]),
+            ms(mean)
+        ),
+        format!("{} dispatches (after 1 warm-up)", samples.len()),
+    )];
+
+    // (b) Throughput: spam entries from the worker to an SSE client.
+    let id = "BENCH-SPAM";
+    let n = rounds.spam;
+    write_issue(
+        &project,
+        id,
+        &format!("Benchmark throughput [demo:spam={n}] [demo:sleep=0]"),
+    )?;
+    let mut stream = SseStream::open(&format!("{}/issues/{id}/log-stream", ctl.api()), &[]).await?;
+    api.call("POST", "/refresh", None).await?;
+    let mut first: Option<Instant> = None;
+    let mut count = 0usize;
+    let mut bytes = 0usize;
+    // When the supervisor on the host parsed the first and the last of them (the entries' own `time`).
+    let mut parsed: (
+        Option<chrono::DateTime<chrono::FixedOffset>>,
+        Option<chrono::DateTime<chrono::FixedOffset>>,
+    ) = (None, None);
+    while count < n {
+        let Some(event) = stream.next(PATIENCE).await else {
+            bail!("the log stream stalled after {count} of {n} entries");
+        };
+        let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        if entry["message"].as_str().is_some_and(|m| m.starts_with("spam ")) {
+            first.get_or_insert_with(Instant::now);
+            count += 1;
+            bytes += event.data.len();
+            let at = entry["time"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if parsed.0.is_none() {
+                parsed.0 = at;
+            }
+            parsed.1 = at.or(parsed.1);
+        }
+    }
+    let elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let row_b = (
+        "(b) demo agent → worker → SSH → controller → /log-stream SSE".to_string(),
+        format!(
+            "{:.0} entries/s, {:.2} MB/s of entry JSON",
+            count as f64 / secs,
+            bytes as f64 / 1_000_000.0 / secs
+        ),
+        format!(
+            "{count} entries ({} bytes each on average) in {secs:.2} s",
+            bytes / count.max(1)
+        ),
+    );
+    let on_host = match parsed {
+        (Some(a), Some(b)) if b > a => {
+            let secs = (b - a).num_milliseconds() as f64 / 1000.0;
+            (
+                "    of which: agent → parsed and journaled on the host".to_string(),
+                format!("{:.0} entries/s", count as f64 / secs),
+                format!("first to last entry's own time: {secs:.2} s"),
+            )
+        }
+        _ => (
+            "    of which: agent → parsed and journaled on the host".to_string(),
+            "(entry times too coarse to tell)".to_string(),
+            String::new(),
+        ),
+    };
+    wait_finished(&api, id).await?;
+
+    // The shell-out baseline of ssh_bench: `ssh host cat file` of as many 200-byte lines.
+    let file = host.home().join("bench-lines.txt");
+    let line = format!("{{\"seq\":0,\"text\":\"{}\"}}\n", "x".repeat(LINE_BYTES - 20));
+    fs_err::write(&file, line.repeat(n))?;
+    let started = Instant::now();
+    let lines = ssh_cat(&lab, &host, &file)?;
+    let secs = started.elapsed().as_secs_f64();
+    if lines != n {
+        bail!("ssh read {lines} lines of {n}");
+    }
+    let row_base = (
+        "    baseline: ssh host cat file (shell-out, no controller)".to_string(),
+        format!(
+            "{:.0} lines/s, {:.2} MB/s",
+            lines as f64 / secs,
+            (lines * LINE_BYTES) as f64 / 1_000_000.0 / secs
+        ),
+        format!("{lines} lines of {LINE_BYTES} bytes in {secs:.2} s"),
+    );
+
+    let rows: Vec<(String, String, String)> = rows_a.into_iter().chain([row_b, on_host, row_base]).collect();
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    println!("\n{:<w0$}  {:<w1$}  sample", "measure", "result");
+    println!("{}  {}  {}", "-".repeat(w0), "-".repeat(w1), "-".repeat(20));
+    for (a, b, c) in &rows {
+        println!("{a:<w0$}  {b:<w1$}  {c}");
+    }
+    Ok(())
+}
+
+/// `ssh host cat file` with the lab's key and known_hosts, counting lines as they arrive.
+fn ssh_cat(lab: &SshLab, host: &SshHost, file: &std::path::Path) -> anyhow::Result<usize> {
+    let mut child = Command::new("ssh")
+        .args(["-F", "/dev/null", "-T", "-i"])
+        .arg(&lab.client_key().private_key)
+        .args(["-p", &host.port().to_string()])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", lab.known_hosts().display()))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg(format!("root@{}", host.addr()))
+        .arg(format!("cat {}", file.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running ssh")?;
+    let stdout = child.stdout.take().context("ssh stdout")?;
+    let mut count = 0;
+    for line in BufReader::with_capacity(64 * 1024, stdout).lines() {
+        line?;
+        count += 1;
+    }
+    child.wait()?;
+    Ok(count)
+}
