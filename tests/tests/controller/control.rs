@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::{Setup, eventually, group_alive, s};
 
 /// Waits until the session's host state names the agent's process group, and returns it.
-async fn agent_pgid(t: &Setup, session: &str) -> i32 {
+pub(crate) async fn agent_pgid(t: &Setup, session: &str) -> i32 {
     let path = t.session_dir(session).join("state.json");
     eventually(&format!("the agent's pgid in {}", path.display()), || async {
         let text = std::fs::read_to_string(&path).ok()?;

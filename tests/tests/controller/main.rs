@@ -8,6 +8,7 @@ mod crash;
 mod dry_run;
 mod input;
 mod lifecycle;
+mod reconcile;
 mod retries;
 
 use std::collections::BTreeMap;
