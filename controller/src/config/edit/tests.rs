@@ -796,3 +796,75 @@ fn killing_a_writer_mid_write_leaves_the_old_or_the_new_file() {
         );
     }
 }
+
+/// The repository's example WORKFLOW.md (the one the README points people at) takes the settings edits
+/// the API and dashboard make without disturbing anything else: each edited key changes on its own
+/// line, keeping its comment; the rest of the file and the prompt stay byte for byte.
+#[test]
+fn the_repository_example_takes_every_settings_edit_in_place() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../WORKFLOW.md");
+    let original = std::fs::read_to_string(&example).unwrap();
+    let (_dir, path) = setup(&original);
+    let fast = map([("command", s("claude --model sonnet")), ("backend", s("claude"))]);
+    let edits = [
+        Edit::set(&["agent", "max_concurrent_agents"], Value::from(5)),
+        Edit::set(&["agent", "agent_mode"], "teams"),
+        Edit::set(&["agent", "dispatch_strategy"], "least-loaded"),
+        Edit::set(&["agent", "ssh_hosts"], string_list(&["build1", "ci@build2:2222"])),
+        Edit::set(&["agent", "inline_input"], true),
+        Edit::set(&["agent", "profiles", "fast"], fast),
+        Edit::set(&["agent", "reviewer_profile"], "fast"),
+        Edit::set(&["agent", "auto_review"], true),
+        Edit::set(&["tracker", "active_states"], string_list(&["Todo", "Ready"])),
+        Edit::set(&["workspace", "auto_clear"], true),
+    ];
+    let outcome = apply_edits(&path, &edits).unwrap();
+    let replacements = [
+        ("  active_states: [Todo, In Progress]", "  active_states: [Todo, Ready]"),
+        ("  agent_mode: solo ", "  agent_mode: teams "),
+        ("  max_concurrent_agents: 2 ", "  max_concurrent_agents: 5 "),
+        ("  inline_input: false ", "  inline_input: true "),
+        ("  ssh_hosts: [] ", "  ssh_hosts: [build1, ci@build2:2222] "),
+        (
+            "  dispatch_strategy: round-robin ",
+            "  dispatch_strategy: least-loaded ",
+        ),
+        ("  profiles: {} ", "  profiles: "),
+        (
+            "e.g. fast: {command: claude --model sonnet}\n",
+            "e.g. fast: {command: claude --model sonnet}\n    fast:\n      command: claude --model sonnet\n      backend: claude\n",
+        ),
+        ("  reviewer_profile: \"\" ", "  reviewer_profile: fast "),
+        ("  auto_review: false ", "  auto_review: true "),
+        ("  auto_clear: false ", "  auto_clear: true "),
+    ];
+    let mut expected = original.clone();
+    for (old, new) in replacements {
+        assert_eq!(expected.matches(old).count(), 1, "the example has one {old:?}");
+        expected = expected.replacen(old, new, 1);
+    }
+    let got = std::fs::read_to_string(&path).unwrap();
+    // Values change length; the comments after them keep their place relative to the value, so
+    // compare with runs of spaces before a comment folded.
+    let fold = |t: &str| -> String {
+        t.lines()
+            .map(|l| match l.split_once("  #") {
+                Some((value, comment)) => format!("{}  #{comment}", value.trim_end()),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_text_eq(&fold(&got), &fold(&expected));
+    let body = |t: &str| t.splitn(3, "---\n").nth(2).unwrap().to_string();
+    assert_eq!(body(&got), body(&original), "the prompt is untouched");
+    let c = &outcome.workflow.config;
+    assert_eq!(c.agent.max_concurrent_agents, 5);
+    assert_eq!(c.agent.agent_mode, AgentMode::Teams);
+    assert_eq!(c.agent.dispatch_strategy, DispatchStrategy::LeastLoaded);
+    assert_eq!(c.agent.ssh_hosts.len(), 2);
+    assert_eq!(c.agent.profiles["fast"].command, "claude --model sonnet");
+    assert_eq!(c.agent.reviewer_profile.as_deref(), Some("fast"));
+    assert!(c.agent.inline_input && c.agent.auto_review && c.workspace.auto_clear);
+    assert_eq!(load_workflow(&path).unwrap().config, outcome.workflow.config);
+}

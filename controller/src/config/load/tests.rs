@@ -558,6 +558,41 @@ fn the_repository_example_workflow_loads() {
     assert!(wf.config.tracker.issues_dir.ends_with(".itervox/issues"));
     assert!(wf.config.tracker.issues_dir.is_absolute());
     assert!(!wf.prompt_template.trim().is_empty());
+    // The example spells out the keys a user is most likely to change; those it leaves at their
+    // defaults must read back as the defaults (the comments next to them say so).
+    let c = &wf.config;
+    assert_eq!(c.polling.rate_limit_reserve_percent, 10);
+    assert_eq!(c.agent.max_retry_backoff_ms, 300_000);
+    assert_eq!(c.agent.stall_timeout_ms, 300_000);
+    assert_eq!(c.agent.max_concurrent_agents_per_host, 0);
+    assert!(c.agent.max_concurrent_agents_by_state.is_empty());
+    assert!(c.agent.profiles.is_empty());
+    assert_eq!(
+        (c.agent.reviewer_profile.as_deref(), c.agent.auto_review),
+        (None, false)
+    );
+    assert!(!c.agent.inline_input);
+    assert_eq!(c.hooks, crate::config::HooksConfig::default());
+    let ssh = crate::config::SshConfig::default();
+    assert_eq!(c.ssh.user, None);
+    assert_eq!(c.ssh.strict_host_key_checking, HostKeyPolicy::AcceptNew);
+    assert_eq!(
+        (
+            c.ssh.connect_timeout_ms,
+            c.ssh.keepalive_interval_ms,
+            c.ssh.host_lost_after_ms
+        ),
+        (
+            ssh.connect_timeout_ms,
+            ssh.keepalive_interval_ms,
+            ssh.host_lost_after_ms
+        )
+    );
+    assert_eq!(
+        (c.ssh.worker_path.as_str(), c.ssh.install_worker),
+        ("itervox-worker", false)
+    );
+    assert!(!c.server.allow_unauthenticated);
     let template = wf.prompt_for(None).unwrap();
     let bare = crate::tracker::Issue {
         id: "ITX-1".into(),
