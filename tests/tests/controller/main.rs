@@ -6,6 +6,7 @@ mod bad_input;
 mod control;
 mod crash;
 mod dry_run;
+mod hooks;
 mod input;
 mod lifecycle;
 mod reconcile;
