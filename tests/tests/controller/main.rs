@@ -11,6 +11,7 @@ mod input;
 mod lifecycle;
 mod reconcile;
 mod retries;
+mod tui;
 
 use std::collections::BTreeMap;
 use std::future::Future;
