@@ -9,6 +9,7 @@ mod dry_run;
 mod hooks;
 mod input;
 mod lifecycle;
+mod ordering;
 mod reconcile;
 mod retries;
 mod tui;
