@@ -1,5 +1,6 @@
 //! Operator control of a running session: cancel pauses it and kills the agent's process group, resume
-//! runs it again to the end; terminate releases it without pausing; refusals for the wrong state.
+//! runs it again to the end; `DELETE /issues/{id}` does what cancel does; terminate releases it without
+//! pausing; refusals for the wrong state.
 
 use itervox_tests::controller::snap;
 use itervox_tests::project::{IssueSpec, git_output};
@@ -146,4 +147,27 @@ async fn terminate_releases_without_pausing_and_the_issue_runs_again() {
         (404, Some("not_found")),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn delete_of_a_running_issue_cancels_it_like_the_cancel_route() {
+    let t = Setup::start(&[IssueSpec::new("C-3", "Todo", "Long. [demo:sleep=100]")], &[]).await;
+    let st = t.wait("C-3 running", |s| snap::running(s, "C-3").is_some()).await;
+    let session = s(snap::running(&st, "C-3").unwrap(), "sessionId").to_string();
+    let pgid = agent_pgid(&t, &session).await;
+
+    let (code, body) = t.api.call("DELETE", "/issues/C-3", None).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, json!({"cancelled": true, "identifier": "C-3"}));
+    let st = t
+        .wait("C-3 paused", |s| {
+            snap::paused(s, "C-3") && snap::running(s, "C-3").is_none()
+        })
+        .await;
+    assert_eq!(st["pauseReasons"]["C-3"], "user_cancelled", "{st:#}");
+    assert_eq!(s(snap::history(&st, "C-3")[0], "status"), "cancelled");
+    eventually("the agent's process group to be gone", || async {
+        (!group_alive(pgid)).then_some(())
+    })
+    .await;
 }
