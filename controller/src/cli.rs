@@ -296,7 +296,17 @@ async fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     use itervox::hosts::ssh::SshClient;
 
     init_logging(None);
-    let workflow = load_workflow(&args.workflow)?;
+    // The workflow is the first finding: a broken one is reported like any other check, not as a crash.
+    let workflow = match load_workflow(&args.workflow) {
+        Ok(w) => {
+            println!("ok    workflow  {} loads", w.path.display());
+            w
+        }
+        Err(e) => {
+            println!("error workflow  {}", e.to_string().replace('\n', " "));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let config = &workflow.config;
     if config.agent.ssh_hosts.is_empty() {
         println!("ok    no SSH build hosts are configured (agent.ssh_hosts); sessions run on this machine");

@@ -142,3 +142,30 @@ fn doctor_prints_one_line_per_finding_and_fails_when_something_is_wrong() -> any
     );
     Ok(())
 }
+
+#[test]
+fn doctor_reports_the_workflow_first_and_a_broken_one_as_an_error_line() -> anyhow::Result<()> {
+    let project = Project::new(&[IssueSpec::new("ITX-1", "Backlog", "cli")], "", "");
+    let (code, out, err) = itervox(&["doctor"], &project.workflow)?;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("ok    workflow") && first.contains(&project.workflow.display().to_string()),
+        "{out}"
+    );
+
+    // A broken edit: one error line naming the file, the line and the key; a failing exit code.
+    let text = fs_err::read_to_string(&project.workflow)?;
+    fs_err::write(
+        &project.workflow,
+        text.replace("  max_turns: 3\n", "  max_turns: lots\n"),
+    )?;
+    let (code, out, err) = itervox(&["doctor"], &project.workflow)?;
+    assert_ne!(code, 0, "{out}\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    let line = lines[0];
+    assert!(line.starts_with("error workflow"), "{line}");
+    assert!(line.contains("WORKFLOW.md") && line.contains("max_turns"), "{line}");
+    Ok(())
+}
