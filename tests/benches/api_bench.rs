@@ -2,7 +2,7 @@
 //! `cargo bench -p itervox-tests --bench api_bench` (after `cargo build --workspace --bins`);
 //! `-- --quick` runs fewer rounds.
 //!
-//! Sets up a real controller with 50 running demo sessions and 200 finished runs in its history, then
+//! Sets up a real controller with 1,000 tracked issues (100 running demo sessions) and 200 finished runs, then
 //! measures (a) `GET /state` latency p50/p99 at several client concurrencies, and (b) 200 concurrent
 //! `/events` SSE clients: the controller's resident memory before and after they connect, and the
 //! delivery lag from a settings change to each client's frame showing it. Prints a table; asserts
@@ -18,7 +18,9 @@ use itervox_tests::controller::{Api, ControllerProcess};
 use itervox_tests::project::{IssueSpec, Project};
 use itervox_tests::sse::SseStream;
 
-const RUNNING: usize = 50;
+const RUNNING: usize = 100;
+/// Tracked issues beyond the running ones: eligible, waiting for a slot (1,000 tracked in all).
+const WAITING: usize = 900;
 const HISTORY: usize = 200;
 const SSE_CLIENTS: usize = 200;
 
@@ -116,9 +118,18 @@ async fn main() -> anyhow::Result<()> {
     let requests = if quick { 300 } else { 2_000 };
     let lag_rounds = if quick { 3 } else { 10 };
 
-    let issues: Vec<IssueSpec> = (0..RUNNING)
-        .map(|i| IssueSpec::new(&format!("R-{i}"), "Todo", "[demo:sleep=3600]"))
+    let mut issues: Vec<IssueSpec> = (0..RUNNING)
+        .map(|i| {
+            let mut spec = IssueSpec::new(&format!("R-{i}"), "Todo", "[demo:sleep=3600]");
+            spec.priority = Some(1);
+            spec
+        })
         .collect();
+    issues.extend((0..WAITING).map(|i| {
+        let mut spec = IssueSpec::new(&format!("W-{i}"), "Todo", "[demo:sleep=3600]");
+        spec.priority = Some(4);
+        spec
+    }));
     let project = Project::new(&issues, "", "");
     let text = std::fs::read_to_string(&project.workflow)?
         .replace("max_concurrent_agents: 6", &format!("max_concurrent_agents: {RUNNING}"))
@@ -130,14 +141,15 @@ async fn main() -> anyhow::Result<()> {
     let pid = controller.pid().context("controller pid")?;
     let api = Api::new(&controller.api(), None);
     let state = api
-        .wait_state(Duration::from_secs(300), "50 running sessions", |s| {
+        .wait_state(Duration::from_secs(600), "all slots running", |s| {
             s["running"].as_array().is_some_and(|r| r.len() == RUNNING)
                 && s["history"].as_array().is_some_and(|h| h.len() >= HISTORY)
         })
         .await?;
     let snapshot_bytes = serde_json::to_vec(&state)?.len();
     println!(
-        "controller pid {pid}: {} running, {} history rows, snapshot {:.1} KiB",
+        "controller pid {pid}: {} tracked issues, {} running, {} history rows, snapshot {:.1} KiB",
+        RUNNING + WAITING,
         state["running"].as_array().map_or(0, Vec::len),
         state["history"].as_array().map_or(0, Vec::len),
         snapshot_bytes as f64 / 1024.0
@@ -176,11 +188,31 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_connected = rss_kib(pid).unwrap_or(0);
     let mut lags: Vec<Duration> = Vec::new();
+    let mut lags_after_answer: Vec<Duration> = Vec::new();
     let mut rss_peak = rss_connected;
     let mut workers = RUNNING as i64;
     for _ in 0..lag_rounds {
         workers += 1;
+        let want = format!("\"maxConcurrentAgents\":{workers},");
+        // Each client reads in its own task, so the clients' own parsing runs in parallel as it would
+        // in 200 browsers, and each arrival is timed where it happens.
         let sent = Instant::now();
+        let waits: Vec<_> = clients
+            .drain(..)
+            .map(|mut c| {
+                let want = want.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let Some(ev) = c.next(Duration::from_secs(60)).await else {
+                            return (c, None);
+                        };
+                        if ev.data.contains(&want) {
+                            return (c, Some(Instant::now()));
+                        }
+                    }
+                })
+            })
+            .collect();
         let (status, _) = api
             .call(
                 "POST",
@@ -188,24 +220,18 @@ async fn main() -> anyhow::Result<()> {
                 Some(serde_json::json!({ "workers": workers })),
             )
             .await?;
+        let answered = Instant::now();
         anyhow::ensure!(status == 200, "POST /settings/workers: {status}");
-        let want = workers.to_string();
-        let waits = clients.iter_mut().map(|c| {
-            let want = want.clone();
-            async move {
-                loop {
-                    let ev = c.next(Duration::from_secs(60)).await?;
-                    if ev.data.contains(&format!("\"maxConcurrentAgents\":{want},")) {
-                        return Some(sent.elapsed());
-                    }
-                }
-            }
-        });
-        for lag in futures::future::join_all(waits).await {
-            lags.push(lag.context("an SSE client missed the change")?);
+        for w in waits {
+            let (c, arrived) = w.await?;
+            let arrived = arrived.context("an SSE client missed the change")?;
+            lags.push(arrived - sent);
+            lags_after_answer.push(arrived.saturating_duration_since(answered));
+            clients.push(c);
         }
         rss_peak = rss_peak.max(rss_kib(pid).unwrap_or(0));
     }
+    lags_after_answer.sort();
     lags.sort();
     rows.push((
         format!("/events: delivery lag to all {SSE_CLIENTS} clients"),
@@ -215,6 +241,15 @@ async fn main() -> anyhow::Result<()> {
             ms(percentile(&lags, 0.99)),
             ms(*lags.last().unwrap()),
             lags.len()
+        ),
+    ));
+    rows.push((
+        format!("/events: lag after the settings call answered"),
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(percentile(&lags_after_answer, 0.50)),
+            ms(percentile(&lags_after_answer, 0.99)),
+            ms(*lags_after_answer.last().unwrap()),
         ),
     ));
     rows.push((
