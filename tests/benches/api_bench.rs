@@ -244,7 +244,7 @@ async fn main() -> anyhow::Result<()> {
         ),
     ));
     rows.push((
-        format!("/events: lag after the settings call answered"),
+        "/events: lag after the settings call answered".to_string(),
         format!(
             "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             ms(percentile(&lags_after_answer, 0.50)),
