@@ -397,8 +397,12 @@ impl Actor {
             .hosts
             .iter()
             .filter(|h| {
+                // The local worker's sessions hold no lease (see spec_base): they are re-attached when
+                // the local link is back, never retried elsewhere.
                 let st = h.link.status();
-                !h.link.is_up() && st.down_since.is_some_and(|d| d.elapsed() > lost_after + margin)
+                h.name != LOCAL_HOST
+                    && !h.link.is_up()
+                    && st.down_since.is_some_and(|d| d.elapsed() > lost_after + margin)
             })
             .map(|h| h.name.clone())
             .collect();

@@ -93,6 +93,51 @@ async fn a_killed_controller_reattaches_and_the_session_finishes_once() {
     assert_eq!(dispatched, 1, "dispatched once: {logs:#?}");
 }
 
+/// Leases (`ssh.host_lost_after_ms`) are for remote hosts, which can be cut off from the controller; a
+/// session on the controller's own machine outlives a controller that stays away far longer than that.
+#[tokio::test]
+async fn a_local_session_outlives_a_controller_absence_longer_than_the_host_lease() {
+    let mut t = Setup::start_with(
+        &[IssueSpec::new("K-9", "Todo", "Long. [demo:sleep=20]")],
+        &[],
+        "ssh:\n  host_lost_after_ms: 1000\n",
+    )
+    .await;
+    let st = t.wait("K-9 running", |s| snap::running(s, "K-9").is_some()).await;
+    let session = s(snap::running(&st, "K-9").unwrap(), "sessionId").to_string();
+    eventually("K-9 to have logged agent entries", || async {
+        let logs = t.logs("K-9").await;
+        (logs.iter().filter(|e| e["seq"].is_u64()).count() >= 2).then_some(())
+    })
+    .await;
+
+    t.ctl.kill9().await;
+    // Away for several lease periods: a leased session would have stopped itself by now.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let exit = t.session_dir(&session).join("exit.json");
+    assert!(
+        !exit.exists(),
+        "the local session ended while the controller was away: {}",
+        std::fs::read_to_string(&exit).unwrap_or_default()
+    );
+    t.ctl = t
+        .ctl
+        .restart()
+        .await
+        .expect("the controller restarts on the same state");
+    t.api = Api::new(&t.ctl.api(), None);
+
+    let st = t
+        .wait("K-9 finished after the restart", |s| {
+            snap::running(s, "K-9").is_none() && !snap::history(s, "K-9").is_empty()
+        })
+        .await;
+    let hist = snap::history(&st, "K-9");
+    assert_eq!(hist.len(), 1, "one run, no second attempt: {hist:#?}");
+    assert_eq!(s(hist[0], "status"), "succeeded", "{:#}", hist[0]);
+    assert_eq!(s(hist[0], "sessionId"), session);
+}
+
 #[tokio::test]
 async fn pending_input_and_pauses_survive_a_killed_controller() {
     let mut t = Setup::start(

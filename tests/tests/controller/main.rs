@@ -36,7 +36,12 @@ pub struct Setup {
 impl Setup {
     /// A project with `issues` and a controller started on it with `env`.
     pub async fn start(issues: &[IssueSpec], env: &[(&str, &str)]) -> Setup {
-        let project = Project::new(issues, "", "");
+        Setup::start_with(issues, env, "").await
+    }
+
+    /// Like [`start`](Self::start), with `extra_yaml` (top-level WORKFLOW.md keys) in the front matter.
+    pub async fn start_with(issues: &[IssueSpec], env: &[(&str, &str)], extra_yaml: &str) -> Setup {
+        let project = Project::new(issues, "", extra_yaml);
         let ctl = ControllerProcess::start(&project.workflow, &project.state_dir, env)
             .await
             .expect("controller starts");

@@ -177,6 +177,7 @@ impl Actor {
         issue: &Issue,
     ) -> RunSpec {
         let cfg = self.config();
+        let remote = link.name() != LOCAL_HOST;
         let mut env = BTreeMap::new();
         env.insert("ITERVOX_ATTEMPT".to_string(), attempt.to_string());
         env.insert("ITERVOX_ISSUE_IDENTIFIER".to_string(), identifier.to_string());
@@ -207,7 +208,9 @@ impl Actor {
             max_turns: cfg.agent.max_turns.max(1),
             turn_timeout_ms: cfg.agent.turn_timeout_ms,
             read_timeout_ms: cfg.agent.read_timeout_ms,
-            lease_ms: Some(cfg.ssh.host_lost_after_ms).filter(|&ms| ms > 0),
+            // Only remote sessions carry a lease: the local host cannot be cut off from its controller,
+            // so its sessions are never declared lost and must outlive a controller restart of any length.
+            lease_ms: Some(cfg.ssh.host_lost_after_ms).filter(|&ms| ms > 0 && remote),
             continuation_prompt: prompt::continuation_prompt(issue),
             active_states: cfg.tracker.active_states.clone(),
             carried: Totals::default(),
