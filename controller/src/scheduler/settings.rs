@@ -209,6 +209,14 @@ pub(super) fn apply(actor: &mut Actor, change: SettingsChange) -> Result<serde_j
         SettingsChange::RemoveHost { host, drain } => {
             let name = crate::hosts::parse_host(&host).unwrap_or(host.clone());
             if !config.agent.ssh_hosts.iter().any(|h| h == &name) {
+                // A draining host is already out of WORKFLOW.md but still in the pool: removing it again
+                // without `drain` cancels the sessions it was left to finish; with `drain` nothing changes.
+                if actor.is_leaving(&name) {
+                    if !drain {
+                        actor.remove_host_now(&name, false);
+                    }
+                    return Ok(json!({ "ok": true, "host": name, "drain": drain }));
+                }
                 return Err(Refusal::NotFound(format!("host {name} in the pool")));
             }
             let hosts: Vec<String> = config.agent.ssh_hosts.iter().filter(|h| *h != &name).cloned().collect();

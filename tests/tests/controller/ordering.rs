@@ -1,14 +1,15 @@
 //! Dispatch order and gates under the real controller: with one slot (`agent.max_concurrent_agents: 1`)
 //! issues run one at a time in priority order, an issue blocked by an unfinished one waits (its
 //! `ineligibleReason` says by whom) and runs once its blocker is done, and the others wait for the slot
-//! with `no_slots`.
+//! with `no_slots`; a per-state cap (`agent.max_concurrent_agents_by_state`) holds one state's issues to
+//! its limit while other states' issues run alongside.
 
 use chrono::{DateTime, Utc};
 use itervox_tests::controller::{Api, ControllerProcess, snap};
 use itervox_tests::project::{IssueSpec, Project};
 use serde_json::Value;
 
-use crate::{Setup, s};
+use crate::{Setup, eventually, s};
 
 /// A Todo issue whose run takes about `tenths` × 0.7 s.
 fn spec(id: &str, priority: u8, blocked_by: &[&str], tenths: u32) -> IssueSpec {
@@ -103,6 +104,82 @@ async fn one_slot_runs_issues_one_at_a_time_by_priority_and_blockers_hold_until_
         );
     }
     for id in ["O-1", "O-2", "O-3", "O-4"] {
+        t.wait_tracker_state(id, "Done").await;
+    }
+}
+
+/// A run's `[startedAt, finishedAt]` from its newest history row.
+fn span(st: &Value, id: &str) -> (DateTime<Utc>, DateTime<Utc>) {
+    let h: &Value = snap::history(st, id)[0];
+    (
+        s(h, "startedAt").parse().expect("startedAt"),
+        s(h, "finishedAt").parse().expect("finishedAt"),
+    )
+}
+
+#[tokio::test]
+async fn a_per_state_cap_runs_that_states_issues_one_at_a_time_beside_other_states() {
+    // Three Todo issues under a cap of one (spelled as the tracker does; caps are case-insensitive), and
+    // an In Progress issue, last in priority order, long enough to run beside them.
+    const TODO: [&str; 3] = ["C-1", "C-2", "C-3"];
+    let mut issues: Vec<IssueSpec> = TODO
+        .iter()
+        .enumerate()
+        .map(|(i, id)| spec(id, i as u8 + 1, &[], 3))
+        .collect();
+    issues.push(IssueSpec {
+        priority: Some(4),
+        ..IssueSpec::new("C-4", "In Progress", "Slow. [demo:sleep=15]")
+    });
+    let project = Project::new(&issues, "  max_concurrent_agents_by_state:\n    Todo: 1\n", "");
+    let ctl = ControllerProcess::start(&project.workflow, &project.state_dir, &[])
+        .await
+        .expect("controller starts");
+    let api = Api::new(&ctl.api(), None);
+    let t = Setup { project, ctl, api };
+
+    // While one Todo issue runs, another waits for the state's cap, not for a slot.
+    eventually("a Todo issue waiting with per_state_limit", || async {
+        let issues = t.api.get("/issues").await.ok()?;
+        issues
+            .as_array()?
+            .iter()
+            .any(|i| TODO.contains(&s(i, "identifier")) && i["ineligibleReason"] == "per_state_limit")
+            .then_some(())
+    })
+    .await;
+
+    let most_todo = std::cell::Cell::new(0);
+    let beside = std::cell::Cell::new(false);
+    let st = t
+        .wait("all four succeeded", |s| {
+            let todo = TODO.iter().filter(|id| snap::running(s, id).is_some()).count();
+            most_todo.set(most_todo.get().max(todo));
+            if todo > 0 && snap::running(s, "C-4").is_some() {
+                beside.set(true);
+            }
+            TODO.iter()
+                .chain(&["C-4"])
+                .all(|id| snap::history(s, id).first().is_some_and(|h| h["status"] == "succeeded"))
+        })
+        .await;
+    let most = most_todo.get();
+    assert!(most <= 1, "cap todo: 1, but {most} Todo issues ran at once");
+    assert!(beside.get(), "the In Progress issue never ran beside a Todo issue");
+
+    // The runs' own times agree: the Todo runs never overlap, the In Progress run overlaps one of them.
+    let mut todo: Vec<_> = TODO.iter().map(|id| (span(&st, id), *id)).collect();
+    todo.sort();
+    for pair in todo.windows(2) {
+        let (((_, end), a), ((start, _), b)) = (pair[0], pair[1]);
+        assert!(start >= end, "{b} started at {start} before {a} finished at {end}");
+    }
+    let (c4_start, c4_end) = span(&st, "C-4");
+    assert!(
+        todo.iter().any(|((start, end), _)| *start < c4_end && c4_start < *end),
+        "C-4 ran {c4_start}..{c4_end}, beside no Todo run: {todo:?}"
+    );
+    for id in TODO.iter().chain(&["C-4"]) {
         t.wait_tracker_state(id, "Done").await;
     }
 }

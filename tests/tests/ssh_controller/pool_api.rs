@@ -1,6 +1,7 @@
 //! The host-pool API against real hosts: adding a host (201, 400, 409), removing one while it runs a
-//! session (cancelled and retried elsewhere) or draining it (left to finish), changing the dispatch
-//! strategy; every change lands in WORKFLOW.md and survives a controller restart.
+//! session (cancelled and retried elsewhere) or draining it (left to finish), turning a drain into a
+//! cancel, changing the dispatch strategy; every change lands in WORKFLOW.md and survives a controller
+//! restart.
 
 use std::path::Path;
 
@@ -214,5 +215,107 @@ async fn hosts_are_added_removed_drained_and_the_pool_survives_a_restart() -> an
             .collect::<Vec<_>>(),
         vec![json!(added), json!(a)]
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_host_removed_again_without_drain_cancels_its_session() -> anyhow::Result<()> {
+    let fleet = Fleet::start(&["127.0.0.19", "127.0.0.20"])?;
+    let names = fleet.names();
+    let c = Controlled::start(&fleet.lab, &Setup::new(names.clone(), "round-robin", 0), &[]).await?;
+    c.wait_all_up(&names).await?;
+
+    // One session long enough to outlive the test (30 s between steps).
+    c.add_issue("D-1", "Take a long time. [demo:sleep=300]")?;
+    let s = c
+        .api
+        .wait_state(PATIENCE, "the long session to start", |s| {
+            running(s, "D-1").is_some_and(|r| r["sessionId"].as_str().is_some_and(|id| !id.is_empty()))
+        })
+        .await?;
+    let row = running(&s, "D-1").cloned().unwrap_or(Value::Null);
+    let host = row["workerHost"].as_str().unwrap_or_default().to_string();
+    let session = row["sessionId"].as_str().unwrap_or_default().to_string();
+    let other = names
+        .iter()
+        .find(|n| **n != host)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("D-1 runs on {host:?}, not on a lab host: {row}"))?;
+    let home = fleet
+        .hosts
+        .iter()
+        .find(|h| h.spec() == host)
+        .map(|h| h.home().to_path_buf())
+        .ok_or_else(|| anyhow::anyhow!("no lab host named {host}"))?;
+
+    // Drain it: gone from WORKFLOW.md, its session left to run.
+    let (status, body) = c
+        .api
+        .call("DELETE", &format!("/ssh-hosts/{host}?drain=true"), None)
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let row = c.wait_host(&host, "draining", |r| r["status"] == "draining").await?;
+    assert_eq!(row["running"], 1, "{row}");
+    assert!(
+        !fs_err::read_to_string(&c.project.workflow)?.contains(&host),
+        "a drained host leaves WORKFLOW.md at once"
+    );
+
+    // Draining it again changes nothing.
+    let (status, body) = c
+        .api
+        .call("DELETE", &format!("/ssh-hosts/{host}?drain=true"), None)
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"ok": true, "host": host, "drain": true}));
+    let s = c.api.get("/state").await?;
+    assert_eq!(
+        running(&s, "D-1").map(|r| r["sessionId"].clone()),
+        Some(json!(session)),
+        "a second drain leaves the session running: {s}"
+    );
+    assert_eq!(c.hosts().await?[&host]["status"], "draining");
+
+    // Removing it without drain turns the drain into a cancel: the session stops there, the issue starts
+    // again on the host still in the pool, and the host leaves the pool.
+    let (status, body) = c.api.call("DELETE", &format!("/ssh-hosts/{host}"), None).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"ok": true, "host": host, "drain": false}));
+    let s = c
+        .api
+        .wait_state(PATIENCE, "the cancelled issue to run again elsewhere", |s| {
+            running(s, "D-1").is_some_and(|r| r["workerHost"] == other)
+        })
+        .await?;
+    let rows = history(&s, "D-1");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "cancelled", "{:?}", rows[0]);
+    assert_eq!(rows[0]["workerHost"], host, "{:?}", rows[0]);
+    assert!(
+        rows[0]["error"].as_str().is_some_and(|e| e.contains("removed")),
+        "{:?}",
+        rows[0]
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !journal_has_exit(&home, &session) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the agent on the drained host was not stopped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let pool: Vec<String> = c.hosts().await?.into_keys().collect();
+        if pool == vec![other.clone()] {
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "pool is still {pool:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Once gone, it is not in the pool any more.
+    let (status, body) = c.api.call("DELETE", &format!("/ssh-hosts/{host}"), None).await?;
+    assert_eq!(status, 404, "{body}");
     Ok(())
 }

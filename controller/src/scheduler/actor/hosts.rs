@@ -226,6 +226,12 @@ impl Actor {
         self.hosts.iter().any(|h| h.name == name && !h.removing)
     }
 
+    /// Whether a host is still in the pool only until its sessions end: removed from the configuration
+    /// (drained, or stopped and not yet gone).
+    pub(in crate::scheduler) fn is_leaving(&self, name: &str) -> bool {
+        self.hosts.iter().any(|h| h.name == name && h.removing)
+    }
+
     pub(in crate::scheduler) fn remove_host_now(&mut self, name: &str, drain: bool) {
         self.remove_host(name, drain);
         if !self.hosts.iter().any(|h| !h.removing) {
