@@ -51,6 +51,11 @@ impl fmt::Debug for Transport {
 pub trait Connector: Send + Sync + fmt::Debug {
     /// Opens a new stream to the host's worker. The error is a human sentence naming what failed.
     async fn connect(&self) -> Result<Transport, String>;
+
+    /// Opens the link's bulk stream while the main one is up (it may skip setup `connect` already did).
+    async fn connect_bulk(&self) -> Result<Transport, String> {
+        self.connect().await
+    }
 }
 
 /// What the link tells the scheduler.
@@ -368,7 +373,7 @@ impl HostLink {
         }
         let opened = tokio::select! {
             _ = shared.cancel.cancelled() => return None,
-            r = connect_once(shared, shared.connector.as_ref()) => r,
+            r = connect_once(shared, shared.connector.connect_bulk()) => r,
         };
         match opened {
             Ok((client, transport)) => {
@@ -548,7 +553,7 @@ async fn connection_loop(shared: Arc<Shared>, connector: Arc<dyn Connector>) {
         });
         let connected = tokio::select! {
             _ = shared.cancel.cancelled() => break,
-            r = connect_once(&shared, connector.as_ref()) => r,
+            r = connect_once(&shared, connector.connect()) => r,
         };
         match connected {
             Ok((client, transport)) => {
@@ -620,8 +625,11 @@ async fn connection_loop(shared: Arc<Shared>, connector: Arc<dyn Connector>) {
     }
 }
 
-async fn connect_once(shared: &Shared, connector: &dyn Connector) -> Result<(WorkerClient, Transport), String> {
-    let mut transport = connector.connect().await?;
+async fn connect_once(
+    shared: &Shared,
+    transport: impl std::future::Future<Output = Result<Transport, String>>,
+) -> Result<(WorkerClient, Transport), String> {
+    let mut transport = transport.await?;
     let hello = ControllerHello {
         protocol: PROTOCOL_VERSION,
         controller_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -17,7 +17,12 @@ async fn sublog_reads_use_a_second_exec_channel_on_the_same_ssh_connection() -> 
     let fleet = Fleet::start(&["127.0.0.19"])?;
     let names = fleet.names();
     let host = &fleet.hosts[0];
-    let c = Controlled::start(&fleet.lab, &Setup::new(names.clone(), "round-robin", 0), &[]).await?;
+    // With an uploaded worker, the bulk stream reuses the main stream's checked install (no new checks).
+    let setup = Setup {
+        install_worker: true,
+        ..Setup::new(names.clone(), "round-robin", 0)
+    };
+    let c = Controlled::start(&fleet.lab, &setup, &[]).await?;
     c.wait_all_up(&names).await?;
     c.add_issue("T-1", "Keep going for a while. [demo:sleep=15]")?;
     c.api
