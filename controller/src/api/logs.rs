@@ -183,7 +183,7 @@ pub async fn sublogs(
         session_id: None,
     });
     let logs: Sublogs = link
-        .call(body)
+        .call_bulk(body)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "host_unreachable", e.to_string()))?;
     Ok(axum::Json(logs.entries))
@@ -197,7 +197,7 @@ async fn clear_sublogs_on_host(s: &ApiState, id: String, session: Option<String>
         issue: id,
         session_id: session,
     });
-    link.call::<Empty>(body)
+    link.call_bulk::<Empty>(body)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "host_unreachable", e.to_string()))?;
     Ok(json_answer(StatusCode::OK, json!({"ok": true})))

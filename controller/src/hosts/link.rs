@@ -4,6 +4,9 @@
 //!
 //! The transport is behind `Connector`: a local child process (`hosts::local`) or an SSH exec channel
 //! (`hosts::ssh`). The link never decides anything about runs; it reports `LinkEvent`s to the scheduler.
+//!
+//! Bulk reads (sublogs, which can be many MB) go over a second, lazily opened stream from the same
+//! connector, so they never queue in front of live session events; it is closed when idle.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -48,6 +51,11 @@ impl fmt::Debug for Transport {
 pub trait Connector: Send + Sync + fmt::Debug {
     /// Opens a new stream to the host's worker. The error is a human sentence naming what failed.
     async fn connect(&self) -> Result<Transport, String>;
+
+    /// Opens the link's bulk stream while the main one is up (it may skip setup `connect` already did).
+    async fn connect_bulk(&self) -> Result<Transport, String> {
+        self.connect().await
+    }
 }
 
 /// What the link tells the scheduler.
@@ -140,6 +148,9 @@ pub struct LinkSettings {
     pub call_timeout: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How long the bulk stream stays open unused, and how long after a failed open the link keeps
+    /// sending bulk calls over the main stream before trying again.
+    pub bulk_idle: Duration,
 }
 
 impl Default for LinkSettings {
@@ -151,6 +162,7 @@ impl Default for LinkSettings {
             call_timeout: Duration::from_secs(120),
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
+            bulk_idle: Duration::from_secs(60),
         }
     }
 }
@@ -171,6 +183,36 @@ struct Shared {
     generation: Mutex<u64>,
     cancel: CancellationToken,
     events: mpsc::UnboundedSender<(String, LinkEvent)>,
+    connector: Arc<dyn Connector>,
+    bulk: Bulk,
+}
+
+/// The second stream for bulk calls; `opening` makes concurrent callers share one open attempt.
+#[derive(Default)]
+struct Bulk {
+    opening: tokio::sync::Mutex<()>,
+    state: Mutex<BulkState>,
+}
+
+#[derive(Default)]
+struct BulkState {
+    client: Option<WorkerClient>,
+    /// Which opened stream `client` is (the idle reaper only closes its own).
+    serial: u64,
+    in_flight: usize,
+    last_used: Option<Instant>,
+    failed_at: Option<Instant>,
+}
+
+/// Counts a bulk call in flight; dropping it (also when the caller is cancelled) marks the stream used.
+struct BulkUse<'a>(&'a Shared);
+
+impl Drop for BulkUse<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.0.bulk.state);
+        st.in_flight = st.in_flight.saturating_sub(1);
+        st.last_used = Some(Instant::now());
+    }
 }
 
 /// A cheap handle on one host's link.
@@ -209,6 +251,8 @@ impl HostLink {
             generation: Mutex::new(0),
             cancel,
             events,
+            connector: connector.clone(),
+            bulk: Bulk::default(),
         });
         tokio::spawn(connection_loop(shared.clone(), connector));
         HostLink { shared }
@@ -275,6 +319,83 @@ impl HostLink {
             host: self.shared.name.clone(),
             source,
         })
+    }
+
+    /// Like `call`, but over the bulk stream (opened on first use), so a large answer does not hold up
+    /// session events on the main stream. Falls back to the main stream when the bulk one cannot open.
+    pub async fn call_bulk<T: DeserializeOwned>(&self, body: RequestBody) -> Result<T, LinkError> {
+        let main = self.current()?;
+        let (client, _use) = match self.bulk_client().await {
+            Some(c) => (c, Some(BulkUse(&self.shared))),
+            None => (main, None),
+        };
+        client
+            .call(body, self.shared.settings.call_timeout)
+            .await
+            .map_err(|source| LinkError::Call {
+                host: self.shared.name.clone(),
+                source,
+            })
+    }
+
+    /// True while a bulk stream is open.
+    pub fn bulk_open(&self) -> bool {
+        lock(&self.shared.bulk.state)
+            .client
+            .as_ref()
+            .is_some_and(|c| !c.is_closed())
+    }
+
+    /// The live bulk client with its in-flight count taken, if there is one.
+    fn take_bulk(&self) -> Option<WorkerClient> {
+        let mut st = lock(&self.shared.bulk.state);
+        let client = st.client.clone().filter(|c| !c.is_closed())?;
+        st.in_flight += 1;
+        Some(client)
+    }
+
+    /// The bulk stream's client (counted in flight), opening the stream if needed; `None` means use the
+    /// main stream.
+    async fn bulk_client(&self) -> Option<WorkerClient> {
+        if let Some(c) = self.take_bulk() {
+            return Some(c);
+        }
+        let shared = &self.shared;
+        let _opening = shared.bulk.opening.lock().await;
+        if let Some(c) = self.take_bulk() {
+            return Some(c);
+        }
+        if lock(&shared.bulk.state)
+            .failed_at
+            .is_some_and(|t| t.elapsed() < shared.settings.bulk_idle)
+        {
+            return None;
+        }
+        let opened = tokio::select! {
+            _ = shared.cancel.cancelled() => return None,
+            r = connect_once(shared, shared.connector.connect_bulk()) => r,
+        };
+        match opened {
+            Ok((client, transport)) => {
+                let serial = {
+                    let mut st = lock(&shared.bulk.state);
+                    st.serial += 1;
+                    st.client = Some(client.clone());
+                    st.in_flight += 1;
+                    st.last_used = Some(Instant::now());
+                    st.failed_at = None;
+                    st.serial
+                };
+                tracing::debug!(host = %shared.name, "Bulk stream opened");
+                tokio::spawn(reap_bulk(shared.clone(), client.clone(), transport, serial));
+                Some(client)
+            }
+            Err(e) => {
+                tracing::warn!(host = %shared.name, error = %e, "Cannot open the bulk stream; using the main stream");
+                lock(&shared.bulk.state).failed_at = Some(Instant::now());
+                None
+            }
+        }
     }
 
     /// Follows a session's journal from `from_seq`, across reconnects, exactly once per event. The events
@@ -377,6 +498,38 @@ async fn attach_feed(shared: &Arc<Shared>, client: &WorkerClient, session: &str,
     });
 }
 
+/// Keeps the bulk stream's transport alive until the stream is idle for `bulk_idle`, the stream dies or
+/// the link stops; then closes it.
+async fn reap_bulk(shared: Arc<Shared>, client: WorkerClient, transport: Transport, serial: u64) {
+    let closed = client.closed();
+    let transport_closed = transport.closed.clone().unwrap_or_default();
+    let idle = shared.settings.bulk_idle;
+    let mut wait = idle;
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => break,
+            _ = closed.cancelled() => break,
+            _ = transport_closed.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let st = lock(&shared.bulk.state);
+        let idle_for = st.last_used.map(|t| t.elapsed()).unwrap_or(idle);
+        if st.in_flight == 0 && idle_for >= idle {
+            break;
+        }
+        wait = if st.in_flight > 0 { idle } else { idle - idle_for };
+    }
+    {
+        let mut st = lock(&shared.bulk.state);
+        if st.serial == serial {
+            st.client = None;
+        }
+    }
+    client.close();
+    drop(transport);
+    tracing::debug!(host = %shared.name, "Bulk stream closed");
+}
+
 fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     let exp = base.saturating_mul(2u32.saturating_pow(attempt.min(16)));
     let capped = exp.min(max);
@@ -400,7 +553,7 @@ async fn connection_loop(shared: Arc<Shared>, connector: Arc<dyn Connector>) {
         });
         let connected = tokio::select! {
             _ = shared.cancel.cancelled() => break,
-            r = connect_once(&shared, connector.as_ref()) => r,
+            r = connect_once(&shared, connector.connect()) => r,
         };
         match connected {
             Ok((client, transport)) => {
@@ -472,8 +625,11 @@ async fn connection_loop(shared: Arc<Shared>, connector: Arc<dyn Connector>) {
     }
 }
 
-async fn connect_once(shared: &Shared, connector: &dyn Connector) -> Result<(WorkerClient, Transport), String> {
-    let mut transport = connector.connect().await?;
+async fn connect_once(
+    shared: &Shared,
+    transport: impl std::future::Future<Output = Result<Transport, String>>,
+) -> Result<(WorkerClient, Transport), String> {
+    let mut transport = transport.await?;
     let hello = ControllerHello {
         protocol: PROTOCOL_VERSION,
         controller_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -559,3 +715,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod bulk_tests;

@@ -23,6 +23,8 @@ pub struct SshConnector {
     install: bool,
     /// The connection in use; a new one is made only when it has died.
     conn: Mutex<Option<SshConnection>>,
+    /// The worker path the last `connect` installed or checked, reused by `connect_bulk`.
+    ready_path: Mutex<Option<String>>,
 }
 
 impl SshConnector {
@@ -33,6 +35,7 @@ impl SshConnector {
             worker_path: ssh.worker_path.clone(),
             install: ssh.install_worker,
             conn: Mutex::new(None),
+            ready_path: Mutex::new(None),
         }
     }
 
@@ -53,19 +56,41 @@ impl SshConnector {
 impl Connector for SshConnector {
     async fn connect(&self) -> Result<Transport, String> {
         let conn = self.connection().await?;
-        let path = if self.install {
+        let path = self.ready_worker(&conn).await?;
+        *self.ready_path.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.clone());
+        self.serve(conn, &path).await
+    }
+
+    /// The bulk stream runs the worker the main stream just checked, on the same connection.
+    async fn connect_bulk(&self) -> Result<Transport, String> {
+        let ready = self.ready_path.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match ready {
+            Some(path) => self.serve(self.connection().await?, &path).await,
+            None => self.connect().await,
+        }
+    }
+}
+
+impl SshConnector {
+    /// The worker's path on the host, installing it first with `ssh.install_worker`.
+    async fn ready_worker(&self, conn: &SshConnection) -> Result<String, String> {
+        Ok(if self.install {
             let local = find_worker_binary("itervox-worker")
                 .ok_or("ssh.install_worker is set but no local itervox-worker binary was found to upload")?;
-            let outcome = ensure_worker(&conn, &self.worker_path, &local, &WorkerVersion::ours())
+            let outcome = ensure_worker(conn, &self.worker_path, &local, &WorkerVersion::ours())
                 .await
                 .map_err(|e| format!("installing the worker on {}: {e}", self.spec))?;
             tracing::info!(host = %self.spec, path = %outcome.path, action = ?outcome.action, "Worker ready");
             outcome.path
         } else {
             self.worker_path.clone()
-        };
+        })
+    }
+
+    /// Runs `serve --stdio` in a new exec channel on `conn`.
+    async fn serve(&self, conn: SshConnection, path: &str) -> Result<Transport, String> {
         let channel = conn
-            .exec(&worker_command(&path, &["serve", "--stdio"]))
+            .exec(&worker_command(path, &["serve", "--stdio"]))
             .await
             .map_err(|e| e.to_string())?;
         let mut stderr = channel.stderr;

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod bulk_channel;
 mod distribution;
 mod outage;
 mod pool_api;
