@@ -417,20 +417,7 @@ impl Actor {
                 self.stop_run(&run_id, StopReason::HostLost);
             }
         }
-        // Draining hosts are removed once empty.
-        let done: Vec<String> = self
-            .hosts
-            .iter()
-            .filter(|h| h.removing && self.running_on(&h.name) == 0)
-            .map(|h| h.name.clone())
-            .collect();
-        for name in done {
-            if let Some(i) = self.hosts.iter().position(|h| h.name == name) {
-                let h = self.hosts.remove(i);
-                h.link.shutdown();
-                self.dirty = true;
-            }
-        }
+        self.drop_empty_leaving_hosts();
     }
 
     pub(super) fn watch_handle(&self) -> Option<crate::config::watch::WatchHandle> {

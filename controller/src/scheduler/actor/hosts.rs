@@ -220,6 +220,25 @@ impl Actor {
             }
         }
         self.dirty = true;
+        // A host with nothing left to finish goes at once (so a second DELETE is a 404).
+        self.drop_empty_leaving_hosts();
+    }
+
+    /// Removes the hosts that are leaving the pool (removed or drained) and have no session left.
+    pub(super) fn drop_empty_leaving_hosts(&mut self) {
+        let done: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|h| h.removing && self.running_on(&h.name) == 0)
+            .map(|h| h.name.clone())
+            .collect();
+        for name in done {
+            if let Some(i) = self.hosts.iter().position(|h| h.name == name) {
+                let h = self.hosts.remove(i);
+                h.link.shutdown();
+                self.dirty = true;
+            }
+        }
     }
 
     pub(in crate::scheduler) fn has_host(&self, name: &str) -> bool {
