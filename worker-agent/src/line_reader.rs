@@ -60,6 +60,17 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             }
         }
     }
+
+    /// The next line when it is already complete in the reader's buffer, without reading the stream:
+    /// lets a caller take everything one read brought in before it waits again. A partial line stays
+    /// in the reader for [`next_line`](Self::next_line).
+    pub fn buffered_line(&mut self) -> Option<Line> {
+        let available = self.inner.buffer();
+        let i = available.iter().position(|&b| b == b'\n')?;
+        push(&mut self.line, &mut self.overflow, self.max, &available[..i]);
+        self.inner.consume(i + 1);
+        Some(take(&mut self.line, &mut self.overflow))
+    }
 }
 
 fn push(line: &mut Vec<u8>, overflow: &mut Option<usize>, max: usize, part: &[u8]) {

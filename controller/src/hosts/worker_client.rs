@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use itervox_protocol::PROTOCOL_VERSION;
 use itervox_protocol::worker::{
-    ControllerFrame, ControllerHello, MAX_FRAME_BYTES, Request, RequestBody, SessionEvent, WorkerFrame, WorkerHello,
+    ControllerFrame, ControllerHello, LogEvent, MAX_FRAME_BYTES, Request, RequestBody, SessionEvent, WorkerFrame,
+    WorkerHello,
 };
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -305,7 +306,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             tracing::warn!(bytes = buf.len(), "Worker sent an oversized frame; skipped");
             continue;
         }
-        let frame: WorkerFrame = match serde_json::from_slice(&buf) {
+        let frame: WorkerFrame = match decode_frame(&buf) {
             Ok(f) => f,
             Err(e) => {
                 if !buf.iter().all(u8::is_ascii_whitespace) {
@@ -347,6 +348,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
     for (_, (_, tx)) in lock(&pending).drain() {
         let _ = tx.send(Err(WorkerCallError::Disconnected));
     }
+}
+
+/// Decodes one worker frame. Log events, nearly all of the traffic, are decoded straight into their
+/// struct: the generic path buffers every frame in serde's intermediate form first (the frame enum is
+/// internally tagged with an untagged variant), which costs more than the decoding itself. The worker
+/// writes the tag first, so a log event's line starts with it; anything else takes the generic path.
+fn decode_frame(buf: &[u8]) -> serde_json::Result<WorkerFrame> {
+    if buf.starts_with(br#"{"type":"log","#)
+        && let Ok(log) = serde_json::from_slice::<LogEvent>(buf)
+    {
+        return Ok(WorkerFrame::Event(SessionEvent::Log(log)));
+    }
+    serde_json::from_slice(buf)
 }
 
 /// Reads one `\n`-terminated line into `buf` without its newline, discarding the bytes of a line longer

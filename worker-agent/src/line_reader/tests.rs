@@ -57,3 +57,32 @@ async fn lines_spanning_many_reads_are_joined() {
     let lines = all_lines(input.as_bytes(), 1 << 20).await;
     assert_eq!(lines, vec![complete(&big), complete("end")]);
 }
+
+#[tokio::test]
+async fn buffered_lines_come_without_reading_and_keep_partial_lines() {
+    let (mut tx, rx) = tokio::io::duplex(1024);
+    let mut reader = LineReader::new(rx, 10);
+    assert_eq!(
+        reader.buffered_line(),
+        None,
+        "nothing is buffered before the first read"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut tx, b"one\ntwo\n0123456789abc\nthr")
+        .await
+        .unwrap();
+    assert_eq!(reader.next_line().await.unwrap(), Some(complete("one")));
+    assert_eq!(reader.buffered_line(), Some(complete("two")));
+    assert_eq!(reader.buffered_line(), Some(Line::TooLong { len: 13 }));
+    // "thr" has no newline yet: it stays in the reader.
+    assert_eq!(reader.buffered_line(), None);
+    tokio::io::AsyncWriteExt::write_all(&mut tx, b"ee\nfour").await.unwrap();
+    drop(tx);
+    assert_eq!(reader.next_line().await.unwrap(), Some(complete("three")));
+    assert_eq!(
+        reader.buffered_line(),
+        None,
+        "a last line without a newline waits for the end"
+    );
+    assert_eq!(reader.next_line().await.unwrap(), Some(complete("four")));
+    assert_eq!(reader.next_line().await.unwrap(), None);
+}

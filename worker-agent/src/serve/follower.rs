@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::frame_writer::FrameTx;
@@ -12,6 +13,10 @@ use crate::session::journal::JournalCursor;
 
 /// How many journal bytes one read hands to the writer at most (soft; lines are never split).
 const BATCH_BYTES: usize = 1024 * 1024;
+/// Reads of a journal that is being appended to are at least this far apart, so a burst of appends
+/// (one wake-up each) goes out as one batch: one read, one write to stdout, fewer and fuller SSH
+/// packets. The first append after a quiet spell is read at once.
+const MIN_READ_INTERVAL: Duration = Duration::from_millis(4);
 
 /// Copies journal lines with `seq >= from_seq` to `tx` until cancelled or stdout is gone.
 pub async fn follow(
@@ -23,7 +28,11 @@ pub async fn follow(
     cancel: CancellationToken,
 ) {
     let mut cursor = Some(JournalCursor::new(&dir, from_seq));
+    // One timer for the whole follow, moved rather than made anew per wait.
+    let poll_sleep = tokio::time::sleep(poll);
+    tokio::pin!(poll_sleep);
     loop {
+        let read_at = Instant::now();
         changes.mark_seen();
         let Some(mut c) = cursor.take() else {
             return;
@@ -58,11 +67,20 @@ pub async fn follow(
         if more {
             continue;
         }
+        poll_sleep.as_mut().reset(read_at + poll);
         // Cancel-safe: every arm only waits.
-        tokio::select! {
+        let woken = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = changes.changed() => {}
-            _ = tokio::time::sleep(poll) => {}
+            _ = changes.changed() => true,
+            () = &mut poll_sleep => false,
+        };
+        let next_read = read_at + MIN_READ_INTERVAL;
+        if woken && next_read > Instant::now() {
+            poll_sleep.as_mut().reset(next_read);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                () = &mut poll_sleep => {}
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A session's journal: its events as wire frames, one JSON line each, seq 1, 2, 3, … without gaps.
 //!
-//! One writer at a time (whoever holds the session's supervisor lock) appends whole lines with one
-//! `write` each; opening for append repairs a torn last line and recovers the last seq. The journal
+//! One writer at a time (whoever holds the session's supervisor lock) appends whole lines, one `write`
+//! per line or per batch of lines ([`JournalWriter::queue`] then [`JournalWriter::flush`]); opening for
+//! append repairs a torn last line and recovers the last seq. The journal
 //! rotates once: past the size cap, `journal.jsonl` becomes `journal.1.jsonl` (replacing an older one)
 //! and a new `journal.jsonl` starts. Readers ([`JournalCursor`]) copy lines through without
 //! re-serialising them, follow a rotation, and skip every line whose seq they already passed.
@@ -16,6 +17,8 @@ use serde::Deserialize;
 
 /// Default size at which the journal rotates.
 pub const DEFAULT_CAP_BYTES: u64 = 64 * 1024 * 1024;
+/// Queued lines are written once they reach this size, even before a flush.
+const MAX_PENDING_BYTES: usize = 256 * 1024;
 
 pub fn journal_path(dir: &Path) -> PathBuf {
     dir.join("journal.jsonl")
@@ -30,8 +33,13 @@ pub fn rotated_path(dir: &Path) -> PathBuf {
 pub struct JournalWriter {
     dir: PathBuf,
     file: File,
+    /// Bytes in the file (complete lines only).
     size: u64,
+    /// The seq of the last line in the file.
     last_seq: u64,
+    /// Queued lines not written yet, and the seq of the last of them.
+    pending: Vec<u8>,
+    pending_seq: u64,
     cap: u64,
 }
 
@@ -63,21 +71,32 @@ impl JournalWriter {
             file,
             size: complete,
             last_seq,
+            pending: Vec::new(),
+            pending_seq: last_seq,
             cap,
         })
     }
 
+    /// The seq of the last event written to the file (queued events not included).
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }
 
-    /// The seq the next event must carry.
+    /// The seq the next event must carry (after the queued ones).
     pub fn next_seq(&self) -> u64 {
-        self.last_seq + 1
+        self.pending_seq + 1
     }
 
-    /// Appends one event, which must carry [`next_seq`](Self::next_seq).
+    /// Appends one event, which must carry [`next_seq`](Self::next_seq), and writes it together with
+    /// any queued ones.
     pub fn append(&mut self, event: &SessionEvent) -> std::io::Result<()> {
+        self.queue(event)?;
+        self.flush()
+    }
+
+    /// Queues one event, which must carry [`next_seq`](Self::next_seq), for the next
+    /// [`flush`](Self::flush) (which writes all queued lines at once); a large queue is written at once.
+    pub fn queue(&mut self, event: &SessionEvent) -> std::io::Result<()> {
         if event.seq() != self.next_seq() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -85,27 +104,55 @@ impl JournalWriter {
                     "journal {}: event seq {} does not follow {}",
                     self.dir.display(),
                     event.seq(),
-                    self.last_seq
+                    self.pending_seq
                 ),
             ));
         }
-        let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        if self.size > 0 && self.size + line.len() as u64 > self.cap {
+        let start = self.pending.len();
+        if let Err(e) = serde_json::to_writer(&mut self.pending, event) {
+            self.pending.truncate(start);
+            return Err(std::io::Error::other(e));
+        }
+        self.pending.push(b'\n');
+        let line_len = (self.pending.len() - start) as u64;
+        if self.size + start as u64 > 0 && self.size + start as u64 + line_len > self.cap {
+            // The rotation happens before this line: write what came before it to the old file.
+            let line = self.pending.split_off(start);
+            let seq_before = self.pending_seq;
+            self.flush()?;
             self.rotate()?;
+            debug_assert_eq!(self.last_seq, seq_before);
+            self.pending = line;
         }
-        if let Err(e) = self.file.write_all(&line) {
-            // Never leave a torn line for the next append to glue onto.
-            let _ = self.file.set_len(self.size);
-            return Err(e);
+        self.pending_seq = event.seq();
+        if self.pending.len() >= MAX_PENDING_BYTES {
+            self.flush()?;
         }
-        self.size += line.len() as u64;
-        self.last_seq = event.seq();
         Ok(())
     }
 
-    /// Makes everything appended so far durable.
+    /// Writes the queued lines with one `write`. On failure they are dropped (the file keeps no torn
+    /// line) and the next event takes the seq of the first dropped one, so seqs stay without gaps.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all(&self.pending) {
+            // Never leave a torn line for the next append to glue onto.
+            let _ = self.file.set_len(self.size);
+            self.pending.clear();
+            self.pending_seq = self.last_seq;
+            return Err(e);
+        }
+        self.size += self.pending.len() as u64;
+        self.last_seq = self.pending_seq;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the queued lines and makes everything appended so far durable.
     pub fn sync(&mut self) -> std::io::Result<()> {
+        self.flush()?;
         self.file.sync_data()
     }
 
@@ -217,6 +264,8 @@ pub struct JournalCursor {
     next_seq: u64,
     current: Option<OpenJournal>,
     started: bool,
+    /// The read buffer, kept between reads (a follower reads after every append).
+    chunk: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -237,6 +286,7 @@ impl JournalCursor {
             next_seq: from_seq.max(1),
             current: None,
             started: false,
+            chunk: Vec::new(),
         }
     }
 
@@ -249,6 +299,10 @@ impl JournalCursor {
     /// `out` holds at least `budget` bytes. Returns true when it stopped for the budget (more is
     /// available at once).
     pub fn read_available(&mut self, out: &mut Vec<u8>, budget: usize) -> std::io::Result<bool> {
+        if self.chunk.is_empty() {
+            self.chunk = vec![0u8; READ_CHUNK];
+        }
+        let chunk = &mut self.chunk;
         if self.current.is_none() {
             let Some(open) = open_journal(&journal_path(&self.dir))? else {
                 return Ok(false);
@@ -258,7 +312,7 @@ impl JournalCursor {
                 if let Some(mut old) = open_journal(&rotated_path(&self.dir))?
                     && old.ino != open.ino
                 {
-                    read_lines(&mut old, &mut self.next_seq, out, usize::MAX)?;
+                    read_lines(&mut old, &mut self.next_seq, out, usize::MAX, chunk)?;
                 }
                 self.started = true;
             }
@@ -268,7 +322,7 @@ impl JournalCursor {
             let Some(cur) = self.current.as_mut() else {
                 return Ok(false);
             };
-            if read_lines(cur, &mut self.next_seq, out, budget)? {
+            if read_lines(cur, &mut self.next_seq, out, budget, chunk)? {
                 return Ok(true);
             }
             // At the end of the open file: did the writer rotate?
@@ -281,7 +335,7 @@ impl JournalCursor {
                 return Ok(false);
             }
             // Rotated: the old file is complete now; drain it, then switch to the new one.
-            read_lines(cur, &mut self.next_seq, out, usize::MAX)?;
+            read_lines(cur, &mut self.next_seq, out, usize::MAX, chunk)?;
             self.current = open_journal(&journal_path(&self.dir))?;
         }
     }
@@ -305,13 +359,18 @@ fn open_journal(path: &Path) -> std::io::Result<Option<OpenJournal>> {
 
 /// Reads complete lines from `j` into `out` (filtering by seq) until EOF or the budget. True when the
 /// budget stopped it.
-fn read_lines(j: &mut OpenJournal, next_seq: &mut u64, out: &mut Vec<u8>, budget: usize) -> std::io::Result<bool> {
-    let mut chunk = vec![0u8; READ_CHUNK];
+fn read_lines(
+    j: &mut OpenJournal,
+    next_seq: &mut u64,
+    out: &mut Vec<u8>,
+    budget: usize,
+    chunk: &mut [u8],
+) -> std::io::Result<bool> {
     loop {
         if out.len() >= budget {
             return Ok(true);
         }
-        let n = j.file.read_at(&mut chunk, j.offset)?;
+        let n = j.file.read_at(chunk, j.offset)?;
         if n == 0 {
             return Ok(false);
         }

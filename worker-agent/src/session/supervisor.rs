@@ -156,6 +156,7 @@ pub async fn run_current_turn(
         cancel,
         parser_for,
         last_state_refresh: Instant::now(),
+        queue_events: false,
         lease_expired,
     };
     let end = turn.run_turn().await;
@@ -205,6 +206,8 @@ struct Supervisor {
     /// The newest agent session id seen (the order's resume ref until the agent reports one).
     agent_session_ref: Option<String>,
     last_state_refresh: Instant,
+    /// True while the agent's output is parsed: events are queued and written once per read.
+    queue_events: bool,
     /// Set when the controller's lease expired (which is what cancelled the turn).
     lease_expired: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
@@ -214,10 +217,16 @@ impl Supervisor {
         PathBuf::from(&self.spec.workspace)
     }
 
-    /// Journals one event (a write failure is logged; the turn goes on).
+    /// Journals one event (a write failure is logged; the turn goes on). While a read of the agent's
+    /// output is parsed, the event is only queued, for one write per read.
     fn emit(&mut self, make: impl FnOnce(u64) -> SessionEvent) {
         let event = make(self.journal.next_seq());
-        if let Err(e) = self.journal.append(&event) {
+        let result = if self.queue_events {
+            self.journal.queue(&event)
+        } else {
+            self.journal.append(&event)
+        };
+        if let Err(e) = result {
             tracing::error!(error = %e, "Cannot append to the journal.");
         }
     }
@@ -421,14 +430,23 @@ impl Supervisor {
         let turn_deadline =
             (self.spec.turn_timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(self.spec.turn_timeout_ms));
         let mut last_output = Instant::now();
+        // Both timers are set once: the read timeout's is moved on only when it fires, so a line costs no
+        // timer work.
+        let read_sleep = tokio::time::sleep(read_timeout.unwrap_or(Duration::ZERO));
+        let turn_sleep = tokio::time::sleep_until(turn_deadline.unwrap_or_else(Instant::now));
+        tokio::pin!(read_sleep, turn_sleep);
         let mut stop = loop {
-            let read_deadline = read_timeout.map(|t| last_output + t);
             tokio::select! {
                 // Cancel-safe: LineReader keeps partial lines in itself.
                 line = reader.next_line() => match line {
                     Ok(Some(line)) => {
                         last_output = Instant::now();
-                        self.feed(&mut *parser, line);
+                        // Everything this read brought in is parsed and journaled with one write.
+                        self.queue_line(&mut *parser, line);
+                        while let Some(line) = reader.buffered_line() {
+                            self.queue_line(&mut *parser, line);
+                        }
+                        self.flush_journal();
                         self.refresh_state(false);
                     }
                     Ok(None) => break None,
@@ -437,8 +455,14 @@ impl Supervisor {
                         break None;
                     }
                 },
-                _ = sleep_until_opt(read_deadline) => break Some(Stop::ReadTimeout),
-                _ = sleep_until_opt(turn_deadline) => break Some(Stop::TurnTimeout),
+                () = &mut read_sleep, if read_timeout.is_some() => {
+                    let deadline = last_output + read_timeout.unwrap_or_default();
+                    if deadline <= Instant::now() {
+                        break Some(Stop::ReadTimeout);
+                    }
+                    read_sleep.as_mut().reset(deadline);
+                }
+                () = &mut turn_sleep, if turn_deadline.is_some() => break Some(Stop::TurnTimeout),
                 _ = self.cancel.cancelled() => break Some(Stop::Cancelled),
             }
         };
@@ -466,7 +490,8 @@ impl Supervisor {
             // group may hold the pipe).
             let drain = async {
                 while let Ok(Some(line)) = reader.next_line().await {
-                    self.feed(&mut *parser, line);
+                    self.queue_line(&mut *parser, line);
+                    self.flush_journal();
                 }
             };
             let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
@@ -549,7 +574,10 @@ impl Supervisor {
         end
     }
 
-    fn feed(&mut self, parser: &mut dyn agent::OutputParser, line: Line) {
+    /// Parses one line of the agent's output and queues its events in the journal (a turn end is
+    /// written and synced at once); [`flush_journal`](Self::flush_journal) writes the rest.
+    fn queue_line(&mut self, parser: &mut dyn agent::OutputParser, line: Line) {
+        self.queue_events = true;
         match line {
             Line::Complete(bytes) => {
                 for event in parser.feed_line(&bytes, Utc::now()) {
@@ -561,6 +589,14 @@ impl Supervisor {
                 LogEventKind::Warn,
                 format!("an agent output line of {len} bytes exceeded the {MAX_FRAME_BYTES}-byte limit and was cut"),
             ),
+        }
+        self.queue_events = false;
+    }
+
+    /// Writes the queued journal lines (a write failure is logged; the turn goes on).
+    fn flush_journal(&mut self) {
+        if let Err(e) = self.journal.flush() {
+            tracing::error!(error = %e, "Cannot append to the journal.");
         }
     }
 

@@ -224,6 +224,23 @@ fn the_read_timeout_stops_a_silent_agent() {
 }
 
 #[test]
+fn the_read_timeout_spares_an_agent_that_keeps_talking() {
+    let (host, mut w, ws) = setup("ITX-6B");
+    // Silent for 0.4 s at a time, 3 s in all: well past the 1.5 s read timeout, never silent that long.
+    let agent = host.agent(
+        "f2",
+        "init\nfor i in 1 2 3 4 5 6 7 8; do say MARK-STILL-HERE; sleep 0.4; done\nresult done",
+    );
+    let mut req = start_request("s-f2", "ITX-6B", &ws, &agent);
+    req["readTimeoutMs"] = json!(1500);
+    w.ok(req);
+    attach(&mut w, "s-f2", 1);
+    let exit = w.wait_exit("s-f2", 1);
+    assert_eq!(exit["status"], "succeeded", "{exit}");
+    assert_eq!(entries_with(&w.events("s-f2"), "MARK-STILL-HERE"), 8);
+}
+
+#[test]
 fn the_turn_timeout_stops_a_chatty_agent() {
     let (host, mut w, ws) = setup("ITX-7");
     let agent = host.agent("g", "init\nwhile :; do say MARK-CHATTER; sleep 0.2; done");

@@ -197,3 +197,29 @@ async fn pending_call_fails_when_stream_ends() {
     let (res, _) = tokio::join!(call, done_rx);
     assert_eq!(res.unwrap_err(), WorkerCallError::Disconnected);
 }
+
+#[test]
+fn log_frames_decode_the_same_on_the_fast_path() {
+    let mut frame = log_event(7);
+    if let WorkerFrame::Event(SessionEvent::Log(log)) = &mut frame {
+        log.entry.session_id = Some("s-1".into());
+        log.entry.seq = Some(7);
+        log.entry.detail = Some("a \"quoted\" detail".into());
+    }
+    let line = serde_json::to_vec(&frame).unwrap();
+    assert!(
+        line.starts_with(br#"{"type":"log","#),
+        "the worker writes the tag first"
+    );
+    assert_eq!(decode_frame(&line).unwrap(), frame);
+    // Other frames, and a log line in another field order, take the generic path.
+    let other =
+        br#"{"sessionId":"s-1","type":"log","seq":3,"entry":{"level":"info","event":"text","message":"m","time":"t"}}"#;
+    let WorkerFrame::Event(SessionEvent::Log(log)) = decode_frame(other).unwrap() else {
+        panic!("a log event");
+    };
+    assert_eq!(log.seq, 3);
+    let hello = serde_json::to_vec(&worker_hello(PROTOCOL_VERSION)).unwrap();
+    assert!(matches!(decode_frame(&hello).unwrap(), WorkerFrame::Hello(_)));
+    assert!(decode_frame(br#"{"type":"log","seq":"#).is_err());
+}

@@ -163,3 +163,41 @@ fn very_long_lines_are_found_by_the_backward_scan() {
     let w = JournalWriter::open(tmp.path(), DEFAULT_CAP_BYTES).unwrap();
     assert_eq!(w.last_seq(), 2);
 }
+
+#[test]
+fn queued_events_are_written_together_on_flush_and_across_the_rotation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let line_len = serde_json::to_vec(&event(10)).unwrap().len() as u64 + 1;
+    let cap = line_len * 10;
+    let mut w = JournalWriter::open(tmp.path(), cap).unwrap();
+    let mut cursor = JournalCursor::new(tmp.path(), 1);
+    for seq in 1..=5 {
+        w.queue(&event(seq)).unwrap();
+    }
+    assert_eq!(w.next_seq(), 6, "queued events take their seqs at once");
+    assert_eq!(w.last_seq(), 0, "but they are not in the file yet");
+    assert!(read_all(&mut cursor).is_empty());
+    assert!(w.queue(&event(5)).is_err(), "a queued seq cannot be reused");
+    w.flush().unwrap();
+    assert_eq!(w.last_seq(), 5);
+    assert_eq!(last_seq(tmp.path()).unwrap(), 5);
+    assert_eq!(seqs(&read_all(&mut cursor)), vec![1, 2, 3, 4, 5]);
+
+    // Batches that cross the cap rotate at the same line as one append at a time would.
+    for seq in 6..=15 {
+        w.queue(&event(seq)).unwrap();
+    }
+    w.flush().unwrap();
+    assert_eq!(seqs(&read_all(&mut cursor)), (6..=15).collect::<Vec<_>>());
+    for seq in 16..=23 {
+        w.queue(&event(seq)).unwrap();
+    }
+    w.append(&event(24)).unwrap();
+    assert_eq!(w.last_seq(), 24);
+    assert_eq!(seqs(&read_all(&mut cursor)), (16..=24).collect::<Vec<_>>());
+    let rotated = seqs(&std::fs::read(rotated_path(tmp.path())).unwrap());
+    let current = seqs(&std::fs::read(journal_path(tmp.path())).unwrap());
+    assert_eq!(rotated, (11..=20).collect::<Vec<_>>());
+    assert_eq!(current, (21..=24).collect::<Vec<_>>());
+    w.sync().unwrap();
+}
