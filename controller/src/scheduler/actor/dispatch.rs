@@ -319,7 +319,6 @@ impl Actor {
         }
         self.issue_hosts.insert(id.clone(), host.to_string());
         let spec = self.spec_base(&id, &run_id, &session_id, link, mode, &choice, attempt, &issue);
-        let cancel = spec.cancel.clone();
         self.note(
             &id,
             LogLevel::Info,
@@ -344,20 +343,7 @@ impl Actor {
         self.metrics
             .dispatches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.by_issue.insert(id.clone(), run_id.clone());
-        self.runs.insert(
-            run_id,
-            RunEntry {
-                record,
-                issue,
-                cancel,
-                stop: None,
-                last_progress: Instant::now(),
-                last_event: None,
-                subagents: 0,
-            },
-        );
-        self.tasks.spawn(run::execute(spec, self.cancel.clone()));
+        self.launch(record, issue, spec);
         self.dirty = true;
     }
 
@@ -495,24 +481,10 @@ impl Actor {
             LogLevel::Info,
             format!("Resuming session {session_id} on {host} with the human's answer"),
         );
-        let cancel = spec.cancel.clone();
         self.metrics
             .dispatches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.by_issue.insert(id.clone(), run_id.clone());
-        self.runs.insert(
-            run_id,
-            RunEntry {
-                record,
-                issue,
-                cancel,
-                stop: None,
-                last_progress: Instant::now(),
-                last_event: None,
-                subagents: 0,
-            },
-        );
-        self.tasks.spawn(run::execute(spec, self.cancel.clone()));
+        self.launch(record, issue, spec);
         self.dirty = true;
     }
 
@@ -583,21 +555,26 @@ impl Actor {
                 agent_ref: record.agent_ref.clone(),
                 last_seq: record.last_seq,
             };
-            let cancel = spec.cancel.clone();
-            self.by_issue.insert(id.clone(), record.run_id.clone());
-            self.runs.insert(
-                record.run_id.clone(),
-                RunEntry {
-                    record,
-                    issue,
-                    cancel,
-                    stop: None,
-                    last_progress: Instant::now(),
-                    last_event: None,
-                    subagents: 0,
-                },
-            );
-            self.tasks.spawn(run::execute(spec, self.cancel.clone()));
+            self.launch(record, issue, spec);
         }
+    }
+
+    /// Registers a run as the issue's current one and starts its task.
+    fn launch(&mut self, record: RunRecord, issue: Issue, spec: run::RunSpec) {
+        let cancel = spec.cancel.clone();
+        self.by_issue.insert(record.identifier.clone(), record.run_id.clone());
+        self.runs.insert(
+            record.run_id.clone(),
+            RunEntry {
+                record,
+                issue,
+                cancel,
+                stop: None,
+                last_progress: Instant::now(),
+                last_event: None,
+                subagents: 0,
+            },
+        );
+        self.tasks.spawn(run::execute(spec, self.cancel.clone()));
     }
 }
