@@ -406,7 +406,11 @@ impl Store {
 
     /// Appends entries in one transaction; an entry whose (session, seq) is already stored is skipped.
     pub fn append_logs(&mut self, logs: &[StoredLog]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().ctx("log transaction")?;
+        // IMMEDIATE: wait for the write lock up front instead of failing an upgrade mid-transaction.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .ctx("log transaction")?;
         {
             let mut st = tx
                 .prepare_cached("INSERT OR IGNORE INTO log_entries (id, identifier, session_id, seq, json) VALUES (?1, ?2, ?3, ?4, ?5)")

@@ -65,11 +65,17 @@ impl Setup {
 
     /// Waits until the issue's tracker file says `state`.
     pub async fn wait_tracker_state(&self, id: &str, state: &str) {
-        let project = &self.project;
-        eventually(&format!("{id}'s tracker file to say state: {state}"), || async {
-            (project.issue_state(id).as_deref() == Some(state)).then_some(())
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while self.project.issue_state(id).as_deref() != Some(state) {
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out waiting for {id}'s tracker file to say state: {state}; it says:\n{}\ncontroller output (tail):\n{}",
+                    self.project.issue_text(id),
+                    tail(&self.ctl.output(), 60)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The worktree of an issue on the local host.

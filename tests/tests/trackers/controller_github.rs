@@ -25,11 +25,12 @@ fn questions(fake: &FakeGithub, n: u64) -> usize {
 #[tokio::test]
 async fn github_dispatch_moves_labels_closes_and_posts_the_question_once_across_a_restart() {
     let fake = FakeGithub::start("octo/widgets", GITHUB_TOKEN).await;
-    let work = fake.add_issue(issue("Tidy the README", "Todo", "[demo:sleep=6]"));
+    // Long enough that the working-state label lands (after one failed attempt and its 2 s backoff)
+    // before the run finishes and its completion move would supersede it.
+    let work = fake.add_issue(issue("Tidy the README", "Todo", "[demo:sleep=12]"));
     let ask = fake.add_issue(issue("Pick a license", "Todo", "[demo:needs-input] [demo:sleep=1]"));
     fake.set_rate_limit(5000, 4321, Duration::from_secs(3600));
-    // Two state-label writes fail before the tracker takes them.
-    fake.fail_next(Some("POST"), Some("/labels"), GithubFailure::ServerError);
+    // A state-label write fails before the tracker takes it.
     fake.fail_next(Some("POST"), Some("/labels"), GithubFailure::ServerError);
     // The question comment fails twice (retried after 2 s, then 4 s).
     let ask_comments = format!("/issues/{ask}/comments");

@@ -152,7 +152,13 @@ impl Store {
             path: path.clone(),
             message: e.to_string(),
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        // IMMEDIATE: take the write lock first (waiting through the busy timeout). A deferred transaction
+        // that reads first and then writes cannot wait: when another connection committed meanwhile,
+        // SQLite refuses the upgrade at once (`SQLITE_BUSY_SNAPSHOT`) and the write would be lost.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         let existing: Option<i64> = tx
             .query_row("SELECT id FROM tracker_outbox WHERE key = ?1", params![key], |r| {
                 r.get(0)

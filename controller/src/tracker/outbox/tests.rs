@@ -513,3 +513,53 @@ fn the_table_lives_beside_other_tables_in_wal_mode() {
         .unwrap();
     assert_eq!(tables, vec!["tracker_outbox", "tracker_outbox_meta"]);
 }
+
+/// The controller's other connections (the run store, the log writer) commit to the same database all
+/// the time; an enqueue racing them waits for the write lock instead of failing (a deferred transaction
+/// that reads first cannot wait: SQLite answers `SQLITE_BUSY_SNAPSHOT` at once).
+#[test]
+fn enqueue_waits_for_writers_on_other_connections() {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("itervox.db");
+    let outbox = Outbox::open_with(&path, Scripted::new(&["A-1"]), fast()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (path, stop, commits) = (path.clone(), stop.clone(), commits.clone());
+        std::thread::spawn(move || {
+            let mut conn = rusqlite::Connection::open(&path).unwrap();
+            conn.busy_timeout(Duration::from_secs(5)).unwrap();
+            conn.execute_batch("CREATE TABLE IF NOT EXISTS churn (x INTEGER)")
+                .unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let tx = conn.transaction().unwrap();
+                for i in 0..50 {
+                    tx.execute("INSERT INTO churn (x) VALUES (?1)", [i]).unwrap();
+                }
+                tx.commit().unwrap();
+                commits.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    while commits.load(Ordering::Relaxed) == 0 {
+        std::thread::yield_now();
+    }
+    let mut failures = Vec::new();
+    for i in 0..200 {
+        if let Err(e) = outbox.enqueue(&format!("move:A-1:{i}"), "A-1", move_to("Done")) {
+            failures.push(e.to_string());
+        }
+    }
+    let during = commits.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(during > 1, "the other connection kept writing while the enqueues ran");
+    assert!(
+        failures.is_empty(),
+        "{} of 200 enqueues failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+}
