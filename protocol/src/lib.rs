@@ -34,6 +34,12 @@
 //! ← {"type":"log","sessionId":"s-1","seq":12,"entry":{"level":"info","event":"text",...}}
 //! ```
 //!
+//! **Progress.** A `prepare_workspace` with `"progress":true` gets its log entries (the host starting
+//! to prepare, the fetch or clone, the `after_create` output) as
+//! `{"type":"progress","id":N,"entry":{...IssueLogEntry}}` frames as they happen, all of them before
+//! its one answer, whose `log` then stays empty. Without the key the entries come in the answer, so
+//! an older controller sees no new frame.
+//!
 //! **Session events** carry no `id`; they are the lines of a session's on-host journal
 //! (`<root>/.itervox/sessions/<sessionId>/journal.jsonl`) and every one has the session's `seq`
 //! (1, 2, 3, … without gaps): `log`, `turn`, `input_required` and `session_exit`

@@ -141,6 +141,35 @@ fn requests() {
 }
 
 #[test]
+fn prepare_workspace_asks_for_progress_only_when_it_wants_it() {
+    let f: ControllerFrame = round_trip(json!({
+        "id": 2, "type": "prepare_workspace", "issue": "ITX-1", "repo": "/r", "baseBranch": "main",
+        "branch": "itervox/ITX-1", "hooks": {"timeoutMs": 60000}, "progress": true
+    }));
+    let ControllerFrame::Request(Request {
+        body: RequestBody::PrepareWorkspace(p),
+        ..
+    }) = f
+    else {
+        panic!("wrong variant")
+    };
+    assert!(p.progress);
+    // An older controller's request: no key, no progress frames; and false is not written.
+    let older: PrepareWorkspace = serde_json::from_value(json!({
+        "issue": "ITX-1", "repo": "/r", "baseBranch": "main", "branch": "itervox/ITX-1"
+    }))
+    .unwrap();
+    assert!(!older.progress);
+    assert!(
+        !serde_json::to_value(&older)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .contains_key("progress")
+    );
+}
+
+#[test]
 fn unknown_request_type_is_an_error() {
     let r: Result<ControllerFrame, _> = serde_json::from_value(json!({"id": 1, "type": "format_disk"}));
     assert!(r.is_err());
@@ -164,6 +193,15 @@ fn worker_frames() {
     round_trip::<WorkerFrame>(
         json!({"type": "error", "id": 3, "code": "hook_failed", "message": "after_create exited 1"}),
     );
+
+    let f: WorkerFrame = round_trip(json!({
+        "type": "progress", "id": 3,
+        "entry": {"level": "info", "event": "info", "message": "after_create: npm ci", "time": "2026-12-04T10:00:00Z"}
+    }));
+    let WorkerFrame::Progress(p) = f else {
+        panic!("not progress: {f:?}")
+    };
+    assert_eq!((p.id, p.entry.message.as_str()), (3, "after_create: npm ci"));
 
     let f: WorkerFrame = round_trip(json!({
         "type": "log", "sessionId": "s-1", "seq": 4,

@@ -168,6 +168,11 @@ pub struct PrepareWorkspace {
     pub branch: String,
     #[serde(default)]
     pub hooks: Hooks,
+    /// Send the call's log entries as [`WorkerFrame::Progress`] frames as they happen (the fetch or
+    /// clone starting, the new worktree, the `after_create` output when the hook ends) instead of in
+    /// the answer's `log`. Absent or false: everything comes in the answer, as older controllers expect.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub progress: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,7 +182,8 @@ pub struct PreparedWorkspace {
     /// True when the worktree was created by this call (and `after_create` ran).
     pub created: bool,
     pub branch: String,
-    /// Output of the hooks this call ran (`after_create`), as log entries for the issue's log.
+    /// What the call did (fetch, clone, new worktree) and the output of the hooks it ran
+    /// (`after_create`), as log entries for the issue's log; empty when they went out as progress frames.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<IssueLogEntry>,
 }
@@ -399,6 +405,9 @@ pub enum WorkerFrame {
     Ok(OkAnswer),
     /// Failure answer to request `id` (`id` 0 when the request could not be parsed far enough).
     Error(ErrorAnswer),
+    /// A log entry of request `id` while it still runs (only for requests that asked for progress);
+    /// every progress frame of a request precedes its one answer.
+    Progress(ProgressFrame),
     /// A journaled session event.
     #[serde(untagged)]
     Event(SessionEvent),
@@ -426,6 +435,13 @@ pub struct OkAnswer {
     pub id: RequestId,
     #[serde(flatten)]
     pub result: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `{"type":"progress","id":7,"entry":{…IssueLogEntry…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressFrame {
+    pub id: RequestId,
+    pub entry: IssueLogEntry,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,12 +4,14 @@
 //! debug build in `target/debug`); `-- --quick` runs fewer rounds.
 //!
 //! Measures (a) dispatch latency on a warm connection: from `POST /api/v1/refresh` (a new issue in the
-//! tracker) to the first log entry the remote agent journaled arriving on the issue's `/log-stream`;
+//! tracker) to the first log entry from the host arriving on the issue's `/log-stream` (the worker's
+//! progress entry as it starts preparing the worktree), and on to the agent's first journaled entry;
 //! and (b) log throughput: a demo agent printing `[demo:spam=N]` messages, from the worker through SSH
 //! and the controller to an SSE client of `/log-stream`, in entries/s and MB/s — next to the shell-out
 //! baseline of `ssh_bench` (`ssh host cat file` of the same number of 200-byte lines), and how fast the
 //! host itself parsed and journaled the entries (their own times). Prints a table;
-//! asserts nothing about speed.
+//! asserts nothing about speed. `BENCH_LOG=debug` sets the controller's `ITERVOX_LOG` and
+//! `BENCH_DUMP=file` writes its output there after (a) (the run's timing notes are at debug level).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -100,7 +102,12 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
         )
         .replacen("---\nWork on", &format!("{ssh_yaml}---\nWork on"), 1);
     fs_err::write(&project.workflow, text)?;
-    let ctl = ControllerProcess::start(&project.workflow, &project.state_dir, &[("ITERVOX_LOG", "warn")]).await?;
+    let ctl = ControllerProcess::start(
+        &project.workflow,
+        &project.state_dir,
+        &[("ITERVOX_LOG", &std::env::var("BENCH_LOG").unwrap_or("warn".into()))],
+    )
+    .await?;
     let api = Api::new(&ctl.api(), None);
     api.wait_state(PATIENCE, "the host to be up", |s| {
         s["sshHosts"]
@@ -114,8 +121,10 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
         host.spec()
     );
 
-    // (a) Dispatch latency: a new issue, POST /refresh, first remote log entry on /log-stream.
-    let mut samples = Vec::new();
+    // (a) Dispatch latency: a new issue, POST /refresh, then on /log-stream the first entry the host sent
+    // (the worker's "preparing the worktree" progress entry) and the agent's first journaled entry.
+    let mut host_samples = Vec::new();
+    let mut agent_samples = Vec::new();
     for i in 0..=rounds.dispatches {
         let id = format!("BENCH-{}", i + 1);
         write_issue(&project, &id, "Benchmark dispatch [demo:sleep=0]")?;
@@ -125,36 +134,59 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
         if status >= 300 {
             bail!("POST /refresh: {status} {body}");
         }
-        loop {
+        let mut from_host = None;
+        let from_agent = loop {
             let Some(event) = stream.next(PATIENCE).await else {
                 bail!("no log entry from the host for {id} within {PATIENCE:?}");
             };
             let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-            // Entries the worker journaled carry their journal seq; the controller's own notes do not.
-            if entry["seq"].is_u64() {
-                break;
+            let message = entry["message"].as_str().unwrap_or_default();
+            if from_host.is_none() && message.contains(&format!("preparing the worktree of {id}")) {
+                from_host = Some(started.elapsed());
             }
-        }
+            // Entries the agent's supervisor journaled carry their journal seq; other entries do not.
+            if entry["seq"].is_u64() {
+                break started.elapsed();
+            }
+        };
+        let Some(from_host) = from_host else {
+            bail!("{id}: the agent's first entry came before any entry from the host's prepare");
+        };
         // The first round also opens the mirror on the host; it is the cold one.
         if i > 0 {
-            samples.push(started.elapsed());
+            host_samples.push(from_host);
+            agent_samples.push(from_agent);
         }
         wait_finished(&api, &id).await?;
     }
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
-    let rows_a = vec![(
-        "(a) refresh → first remote log entry on /log-stream".to_string(),
+    if let Ok(path) = std::env::var("BENCH_DUMP") {
+        fs_err::write(path, ctl.output())?;
+    }
+    let summary = |mut samples: Vec<Duration>| {
+        samples.sort();
+        let median = samples[samples.len() / 2];
+        let p90 = samples[(samples.len() * 9 / 10).min(samples.len() - 1)];
         format!(
-            "{:.0} ms median, {:.0} ms min, {:.0} ms max, {:.0} ms mean",
+            "{:.1} ms median, {:.1} ms min, {:.1} ms p90, {:.1} ms max",
             ms(median),
             ms(samples[0]),
+            ms(p90),
             ms(samples[samples.len() - 1]),
-            ms(mean)
+        )
+    };
+    let n = host_samples.len();
+    let rows_a = vec![
+        (
+            "(a) refresh → first entry from the host on /log-stream".to_string(),
+            summary(host_samples),
+            format!("{n} dispatches (after 1 warm-up)"),
         ),
-        format!("{} dispatches (after 1 warm-up)", samples.len()),
-    )];
+        (
+            "    refresh → the agent's first entry on /log-stream".to_string(),
+            summary(agent_samples),
+            "the same dispatches (fetch, worktree, agent start)".to_string(),
+        ),
+    ];
 
     // (b) Throughput: spam entries from the worker to an SSE client.
     let id = "BENCH-SPAM";

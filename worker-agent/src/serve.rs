@@ -16,8 +16,8 @@ use std::time::Duration;
 use chrono::Utc;
 use itervox_protocol::PROTOCOL_VERSION;
 use itervox_protocol::worker::{
-    Attached, ControllerFrame, ControllerHello, Empty, MAX_FRAME_BYTES, Pong, Request, RequestBody, RequestId,
-    SessionList, SessionStatus, Sublogs, WorkerFrame, WorkerHello,
+    Attached, ControllerFrame, ControllerHello, Empty, MAX_FRAME_BYTES, Pong, PrepareWorkspace, PreparedWorkspace,
+    ProgressFrame, Request, RequestBody, RequestId, SessionList, SessionStatus, Sublogs, WorkerFrame, WorkerHello,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ use crate::session::SessionError;
 use crate::session::control::{Activity, Sessions};
 use crate::session::journal;
 use crate::session::lease;
-use crate::workspace::{self, WorkspaceError};
+use crate::workspace::{self, CallLog, WorkspaceError};
 pub use frame_writer::FrameTx;
 use frame_writer::spawn_writer;
 use journal_watch::JournalWatch;
@@ -230,12 +230,36 @@ impl Server {
         })
     }
 
+    /// `prepare_workspace`; with `progress`, each log entry goes out as a progress frame as it happens,
+    /// all of them before the answer.
+    async fn prepare(
+        self: &Arc<Self>,
+        id: RequestId,
+        layout: &Layout,
+        req: &PrepareWorkspace,
+    ) -> Result<PreparedWorkspace, WorkspaceError> {
+        if !req.progress {
+            return workspace::prepare(layout, req, Utc::now, CallLog::default()).await;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let server = self.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(entry) = rx.recv().await {
+                server.send(&WorkerFrame::Progress(ProgressFrame { id, entry })).await;
+            }
+        });
+        let result = workspace::prepare(layout, req, Utc::now, CallLog::live(tx)).await;
+        // The sender is gone with the call: the forwarder ends after the last entry.
+        let _ = forward.await;
+        result
+    }
+
     /// Answers one request (`None` when it answered itself, as `attach` does).
     async fn handle(self: &Arc<Self>, ready: Ready, req: Request) -> Result<Option<WorkerFrame>, AnswerError> {
         let id = req.id;
         let Ready { layout, sessions } = ready;
         let answer = match req.body {
-            RequestBody::PrepareWorkspace(p) => WorkerFrame::ok(id, &workspace::prepare(&layout, &p, Utc::now).await?),
+            RequestBody::PrepareWorkspace(p) => WorkerFrame::ok(id, &self.prepare(id, &layout, &p).await?),
             RequestBody::StartSession(s) => WorkerFrame::ok(id, &sessions.start(s, Utc::now()).await?),
             RequestBody::SendInput(s) => WorkerFrame::ok(id, &sessions.send_input(s, Utc::now()).await?),
             RequestBody::Cancel(c) => WorkerFrame::ok(id, &sessions.cancel(c, Utc::now()).await?),

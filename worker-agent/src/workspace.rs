@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use git2::{BranchType, Repository, WorktreeAddOptions, WorktreePruneOptions};
-use itervox_protocol::IssueLogEntry;
 use itervox_protocol::worker::{
     Hooks, PrepareWorkspace, PreparedWorkspace, RemoveWorkspace, WorkspaceInfo, WorkspaceList, WorkspaceRemoved,
 };
+use itervox_protocol::{IssueLogEntry, LogEventKind, LogLevel};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -126,11 +126,53 @@ async fn lock_issue(layout: &Layout, issue: &str) -> Result<FileLock, WorkspaceE
     blocking(move || FileLock::exclusive(&path).map_err(WorkspaceError::io("cannot lock the issue's workspace"))).await
 }
 
-/// Makes sure the issue's worktree exists (see the module docs).
+/// Where the log entries of a workspace call go: kept for its answer, or sent at once to a listener
+/// (the request's progress frames).
+#[derive(Debug, Default)]
+pub struct CallLog {
+    kept: Vec<IssueLogEntry>,
+    live: Option<tokio::sync::mpsc::UnboundedSender<IssueLogEntry>>,
+}
+
+impl CallLog {
+    /// Entries go out through `live` as they are pushed (kept when nobody listens any more).
+    pub fn live(tx: tokio::sync::mpsc::UnboundedSender<IssueLogEntry>) -> Self {
+        CallLog {
+            kept: Vec::new(),
+            live: Some(tx),
+        }
+    }
+
+    pub fn push(&mut self, entry: IssueLogEntry) {
+        match &self.live {
+            Some(tx) => {
+                if let Err(unsent) = tx.send(entry) {
+                    self.kept.push(unsent.0);
+                }
+            }
+            None => self.kept.push(entry),
+        }
+    }
+
+    pub fn extend(&mut self, entries: impl IntoIterator<Item = IssueLogEntry>) {
+        for e in entries {
+            self.push(e);
+        }
+    }
+
+    /// The entries that were not sent live.
+    pub fn into_kept(self) -> Vec<IssueLogEntry> {
+        self.kept
+    }
+}
+
+/// Makes sure the issue's worktree exists (see the module docs). Its log entries go to `log` as they
+/// happen; those not sent live come back in the answer.
 pub async fn prepare(
     layout: &Layout,
     req: &PrepareWorkspace,
     now: impl Fn() -> DateTime<Utc>,
+    mut log: CallLog,
 ) -> Result<PreparedWorkspace, WorkspaceError> {
     for (what, value) in [("branch", &req.branch), ("base branch", &req.base_branch)] {
         if !git2::Branch::name_is_valid(value).unwrap_or(false) {
@@ -148,8 +190,19 @@ pub async fn prepare(
             root: layout.root().to_path_buf(),
         });
     }
+    log.push(IssueLogEntry::new(
+        LogLevel::Info,
+        LogEventKind::Info,
+        format!(
+            "{}: preparing the worktree of {} from {} ({})",
+            crate::host_info::hostname(),
+            req.issue,
+            req.repo,
+            req.base_branch
+        ),
+        crate::timestamp::rfc3339(now()),
+    ));
     let _issue_lock = lock_issue(layout, &req.issue).await?;
-    let mut log = Vec::new();
     let (mirror, mirror_lock) = mirror::ensure(layout, &req.repo, &mut log, &now).await?;
 
     match std::fs::symlink_metadata(&path) {
@@ -160,7 +213,7 @@ pub async fn prepare(
                 path: path.display().to_string(),
                 created: false,
                 branch,
-                log,
+                log: log.into_kept(),
             });
         }
         Ok(_) => return Err(WorkspaceError::NotADirectory { path }),
@@ -205,7 +258,10 @@ pub async fn prepare(
             if let Err(e) = undone {
                 message.push_str(&format!(" (and removing the new worktree failed: {e})"));
             }
-            return Err(WorkspaceError::HookFailed { message, log });
+            return Err(WorkspaceError::HookFailed {
+                message,
+                log: log.into_kept(),
+            });
         }
     }
 
@@ -222,7 +278,7 @@ pub async fn prepare(
         path: path.display().to_string(),
         created: true,
         branch: req.branch.clone(),
-        log,
+        log: log.into_kept(),
     })
 }
 

@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use itervox_protocol::PROTOCOL_VERSION;
 use itervox_protocol::api::HostStatus;
 use itervox_protocol::worker::{
     Attach, ControllerHello, Ping, Pong, RequestBody, SessionEvent, SessionRef, WorkerHello,
 };
+use itervox_protocol::{IssueLogEntry, PROTOCOL_VERSION};
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
@@ -319,6 +319,23 @@ impl HostLink {
             host: self.shared.name.clone(),
             source,
         })
+    }
+
+    /// `call` for a request that asked for progress: its entries arrive on `progress` while it runs,
+    /// all of them before the answer.
+    pub async fn call_with_progress<T: DeserializeOwned>(
+        &self,
+        body: RequestBody,
+        progress: mpsc::UnboundedSender<IssueLogEntry>,
+    ) -> Result<T, LinkError> {
+        let client = self.current()?;
+        client
+            .call_with_progress(body, self.shared.settings.call_timeout, Some(progress))
+            .await
+            .map_err(|source| LinkError::Call {
+                host: self.shared.name.clone(),
+                source,
+            })
     }
 
     /// Like `call`, but over the bulk stream (opened on first use), so a large answer does not hold up

@@ -1,5 +1,6 @@
 //! The controller's side of the worker protocol over any byte stream: handshake, requests matched to
-//! their answers by id, and session events routed to their subscribers.
+//! their answers by id (with the progress entries some requests get before their answer), and session
+//! events routed to their subscribers.
 //!
 //! One `WorkerClient` per live stream (a child's stdio or an SSH exec channel). It knows nothing about
 //! reconnection: when the stream ends, the client is closed and every pending call fails with
@@ -11,11 +12,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use itervox_protocol::PROTOCOL_VERSION;
 use itervox_protocol::worker::{
     ControllerFrame, ControllerHello, LogEvent, MAX_FRAME_BYTES, Request, RequestBody, SessionEvent, WorkerFrame,
     WorkerHello,
 };
+use itervox_protocol::{IssueLogEntry, PROTOCOL_VERSION};
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot};
@@ -74,6 +75,8 @@ type Pending = Arc<
     >,
 >;
 type Subscribers = Arc<Mutex<HashMap<String, mpsc::Sender<SessionEvent>>>>;
+/// Request id → where its progress entries go, while the request is pending.
+type ProgressRoutes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<IssueLogEntry>>>>;
 
 /// A live protocol session with one worker. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -86,6 +89,7 @@ struct Inner {
     out: mpsc::Sender<ControllerFrame>,
     pending: Pending,
     subscribers: Subscribers,
+    progress: ProgressRoutes,
     next_id: AtomicU64,
     closed: CancellationToken,
     hello: WorkerHello,
@@ -157,6 +161,7 @@ impl WorkerClient {
             out: out_tx,
             pending: Arc::default(),
             subscribers: Arc::default(),
+            progress: Arc::default(),
             next_id: AtomicU64::new(1),
             closed: CancellationToken::new(),
             hello: worker_hello,
@@ -166,6 +171,7 @@ impl WorkerClient {
             reader,
             inner.pending.clone(),
             inner.subscribers.clone(),
+            inner.progress.clone(),
             inner.closed.clone(),
         ));
         Ok(WorkerClient { inner })
@@ -205,6 +211,17 @@ impl WorkerClient {
         body: RequestBody,
         timeout: Duration,
     ) -> Result<serde_json::Map<String, serde_json::Value>, WorkerCallError> {
+        self.call_raw_with_progress(body, timeout, None).await
+    }
+
+    /// Like `call_raw`, routing the request's progress entries to `progress` until the answer. Every
+    /// progress entry is on the channel before the answer is returned.
+    pub async fn call_raw_with_progress(
+        &self,
+        body: RequestBody,
+        timeout: Duration,
+        progress: Option<mpsc::UnboundedSender<IssueLogEntry>>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, WorkerCallError> {
         let kind = body.kind();
         if self.is_closed() {
             return Err(WorkerCallError::Disconnected);
@@ -212,25 +229,41 @@ impl WorkerClient {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.inner.pending).insert(id, (kind, tx));
+        if let Some(p) = progress {
+            lock(&self.inner.progress).insert(id, p);
+        }
         let frame = ControllerFrame::Request(Request { id, body });
-        if self.inner.out.send(frame).await.is_err() {
+        let answer = if self.inner.out.send(frame).await.is_err() {
             lock(&self.inner.pending).remove(&id);
-            return Err(WorkerCallError::Disconnected);
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(WorkerCallError::Disconnected),
-            Err(_) => {
-                lock(&self.inner.pending).remove(&id);
-                Err(WorkerCallError::Timeout(kind, timeout))
+            Err(WorkerCallError::Disconnected)
+        } else {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) => Err(WorkerCallError::Disconnected),
+                Err(_) => {
+                    lock(&self.inner.pending).remove(&id);
+                    Err(WorkerCallError::Timeout(kind, timeout))
+                }
             }
-        }
+        };
+        lock(&self.inner.progress).remove(&id);
+        answer
     }
 
     /// Sends a request and decodes its answer as `T`.
     pub async fn call<T: DeserializeOwned>(&self, body: RequestBody, timeout: Duration) -> Result<T, WorkerCallError> {
+        self.call_with_progress(body, timeout, None).await
+    }
+
+    /// `call` with the request's progress entries routed to `progress`.
+    pub async fn call_with_progress<T: DeserializeOwned>(
+        &self,
+        body: RequestBody,
+        timeout: Duration,
+        progress: Option<mpsc::UnboundedSender<IssueLogEntry>>,
+    ) -> Result<T, WorkerCallError> {
         let kind = body.kind();
-        let map = self.call_raw(body, timeout).await?;
+        let map = self.call_raw_with_progress(body, timeout, progress).await?;
         serde_json::from_value(serde_json::Value::Object(map))
             .map_err(|e| WorkerCallError::BadAnswer(e.to_string(), kind))
     }
@@ -285,6 +318,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: BufReader<R>,
     pending: Pending,
     subscribers: Subscribers,
+    progress: ProgressRoutes,
     closed: CancellationToken,
 ) {
     let mut buf = Vec::with_capacity(64 * 1024);
@@ -339,6 +373,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     if tx.send(event).await.is_err() {
                         // Subscriber went away; drop its route.
                     }
+                }
+            }
+            WorkerFrame::Progress(p) => {
+                // Unbounded, but only the entries of one call: a prepare's notes and its hook output
+                // (capped on the host).
+                if let Some(tx) = lock(&progress).get(&p.id) {
+                    let _ = tx.send(p.entry);
                 }
             }
             WorkerFrame::Hello(_) => {}

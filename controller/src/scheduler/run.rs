@@ -150,21 +150,61 @@ async fn call_patiently<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// `prepare_workspace` with progress: the host's entries (fetching, the new worktree, hook output) reach the
+/// issue's log as they happen, not when the call ends. Retried like [`call_patiently`].
+async fn prepare_live(
+    spec: &RunSpec,
+    body: PrepareWorkspace,
+    deadline: Duration,
+) -> Result<PreparedWorkspace, LinkError> {
+    let until = Instant::now() + deadline;
+    loop {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let call = spec
+            .link
+            .call_with_progress::<PreparedWorkspace>(RequestBody::PrepareWorkspace(body.clone()), tx);
+        tokio::pin!(call);
+        let result = loop {
+            tokio::select! {
+                r = &mut call => break r,
+                Some(entry) = rx.recv() => publish_host_entry(spec, entry).await,
+            }
+        };
+        // Every progress entry was queued before the answer.
+        while let Ok(entry) = rx.try_recv() {
+            publish_host_entry(spec, entry).await;
+        }
+        match result {
+            Err(e) if e.is_transport() && Instant::now() < until && !spec.cancel.is_cancelled() => {
+                let _ = spec.link.wait_up(Duration::from_secs(2)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+async fn publish_host_entry(spec: &RunSpec, mut entry: IssueLogEntry) {
+    entry.session_id = Some(spec.session_id.clone());
+    spec.hub.publish(&spec.identifier, entry).await;
+}
+
 async fn drive(spec: &RunSpec) -> RunOutcome {
+    let began = Instant::now();
     let mut totals = spec.carried.clone();
     let (mut feed, logs_seq) = match &spec.mode {
         RunMode::Fresh { prompt } => {
             if let Err(e) = spec.link.wait_up(Duration::from_secs(60)).await {
                 return failed(e.to_string());
             }
-            let prepare = RequestBody::PrepareWorkspace(PrepareWorkspace {
+            let prepare = PrepareWorkspace {
                 issue: spec.identifier.clone(),
                 repo: spec.repo.clone(),
                 base_branch: spec.base_branch.clone(),
                 branch: spec.branch.clone(),
                 hooks: spec.hooks.clone(),
-            });
-            let prepared: PreparedWorkspace = match call_patiently(spec, prepare, Duration::from_secs(60)).await {
+                progress: true,
+            };
+            let prepared = match prepare_live(spec, prepare, Duration::from_secs(60)).await {
                 Ok(p) => p,
                 Err(e) => {
                     let msg = format!("preparing the workspace failed: {e}");
@@ -172,9 +212,10 @@ async fn drive(spec: &RunSpec) -> RunOutcome {
                     return failed(msg);
                 }
             };
-            for mut entry in prepared.log {
-                entry.session_id = Some(spec.session_id.clone());
-                spec.hub.publish(&spec.identifier, entry).await;
+            tracing::debug!(issue = %spec.identifier, elapsed_ms = began.elapsed().as_secs_f64() * 1e3, "Workspace prepared");
+            // A worker that does not send progress puts its entries in the answer.
+            for entry in prepared.log {
+                publish_host_entry(spec, entry).await;
             }
             if prepared.created {
                 note(
@@ -204,6 +245,7 @@ async fn drive(spec: &RunSpec) -> RunOutcome {
                 note(spec, LogLevel::Error, &msg).await;
                 return failed(msg);
             }
+            tracing::debug!(issue = %spec.identifier, elapsed_ms = began.elapsed().as_secs_f64() * 1e3, "Session started");
             // The journal keeps every event, so following after the start loses nothing.
             let feed = spec.link.follow(&spec.session_id, 1);
             send(
@@ -236,7 +278,7 @@ async fn drive(spec: &RunSpec) -> RunOutcome {
         }
     };
 
-    let outcome = follow(spec, &mut feed, &mut totals, logs_seq).await;
+    let outcome = follow(spec, &mut feed, &mut totals, logs_seq, began).await;
     spec.link.unfollow(&spec.session_id).await;
     outcome
 }
@@ -247,7 +289,9 @@ async fn follow(
     feed: &mut mpsc::Receiver<SessionEvent>,
     totals: &mut Totals,
     logs_seq: u64,
+    began: Instant,
 ) -> RunOutcome {
+    let mut first_event = true;
     let mut question: Option<String> = None;
     let mut tool_calls_this_turn: u32 = 0;
     let mut subagents: u32 = 0;
@@ -283,6 +327,9 @@ async fn follow(
             },
         };
         let seq = event.seq();
+        if std::mem::take(&mut first_event) {
+            tracing::debug!(issue = %spec.identifier, seq, elapsed_ms = began.elapsed().as_secs_f64() * 1e3, "First session event");
+        }
         match event {
             SessionEvent::Log(log) => {
                 if seq > logs_seq {

@@ -29,7 +29,7 @@ pub fn mirror_name(repo: &str) -> String {
 pub async fn ensure(
     layout: &Layout,
     repo: &str,
-    log: &mut Vec<IssueLogEntry>,
+    log: &mut super::CallLog,
     now: &impl Fn() -> DateTime<Utc>,
 ) -> Result<(PathBuf, FileLock), WorkspaceError> {
     let name = mirror_name(repo);

@@ -52,6 +52,7 @@ fn request(f: &Fixture, issue: &str, hooks: Hooks) -> PrepareWorkspace {
         base_branch: "main".to_string(),
         branch: format!("itervox/{}", sanitise_identifier(issue)),
         hooks,
+        progress: false,
     }
 }
 
@@ -65,6 +66,59 @@ fn count(f: &Fixture, name: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// With a live log, every entry (the start, the clone, the hook's output and outcome) is sent as it
+/// happens, in order, and the answer carries none of them.
+#[tokio::test]
+async fn a_live_log_gets_every_entry_as_it_happens_and_the_answer_none() {
+    let f = fixture();
+    let hooks = Hooks {
+        after_create: Some("echo installing deps; echo done".to_string()),
+        ..Hooks::default()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let prepared = prepare(&f.layout, &request(&f, "ITX-9", hooks), Utc::now, CallLog::live(tx))
+        .await
+        .unwrap();
+    assert!(prepared.created);
+    assert!(prepared.log.is_empty(), "{:?}", prepared.log);
+    let mut sent = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        sent.push(e.message);
+    }
+    let at = |needle: &str| {
+        sent.iter()
+            .position(|m| m.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {sent:#?}"))
+    };
+    assert_eq!(at("preparing the worktree of ITX-9"), 0, "{sent:#?}");
+    assert!(at("cloned ") < at("after_create: installing deps"), "{sent:#?}");
+    assert!(
+        at("after_create: installing deps") < at("after_create: done"),
+        "{sent:#?}"
+    );
+
+    // Nobody listening any more: the entries come back in the answer instead of being lost.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    drop(rx);
+    let again = prepare(
+        &f.layout,
+        &request(&f, "ITX-9", Hooks::default()),
+        Utc::now,
+        CallLog::live(tx),
+    )
+    .await
+    .unwrap();
+    assert!(!again.created);
+    assert!(
+        again
+            .log
+            .iter()
+            .any(|e| e.message.contains("preparing the worktree of ITX-9")),
+        "{:?}",
+        again.log
+    );
+}
+
 #[tokio::test]
 async fn prepare_creates_a_mirror_and_a_worktree_then_reuses_it() {
     let f = fixture();
@@ -72,9 +126,14 @@ async fn prepare_creates_a_mirror_and_a_worktree_then_reuses_it() {
         after_create: Some(counting_hook(&f, "after_create")),
         ..Hooks::default()
     };
-    let first = prepare(&f.layout, &request(&f, "ITX-1", hooks.clone()), Utc::now)
-        .await
-        .unwrap();
+    let first = prepare(
+        &f.layout,
+        &request(&f, "ITX-1", hooks.clone()),
+        Utc::now,
+        CallLog::default(),
+    )
+    .await
+    .unwrap();
     assert!(first.created);
     assert_eq!(first.branch, "itervox/ITX-1");
     let path = PathBuf::from(&first.path);
@@ -93,7 +152,7 @@ async fn prepare_creates_a_mirror_and_a_worktree_then_reuses_it() {
 
     // Work done in the worktree survives a second prepare, which reuses it and skips after_create.
     std::fs::write(path.join("work.txt"), "agent work\n").unwrap();
-    let second = prepare(&f.layout, &request(&f, "ITX-1", hooks), Utc::now)
+    let second = prepare(&f.layout, &request(&f, "ITX-1", hooks), Utc::now, CallLog::default())
         .await
         .unwrap();
     assert!(!second.created);
@@ -117,16 +176,21 @@ async fn failing_after_create_removes_the_new_worktree_so_the_retry_runs_it_agai
         after_create: Some(script),
         ..Hooks::default()
     };
-    let err = prepare(&f.layout, &request(&f, "ITX-2", hooks.clone()), Utc::now)
-        .await
-        .unwrap_err();
+    let err = prepare(
+        &f.layout,
+        &request(&f, "ITX-2", hooks.clone()),
+        Utc::now,
+        CallLog::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), "hook_failed");
     let msg = err.to_string();
     assert!(msg.contains("exit code 4") && msg.contains("setup broke"), "{msg}");
     assert!(!f.layout.root().join("ITX-2").exists(), "the new worktree was removed");
 
     std::fs::remove_file(&flag).unwrap();
-    let ok = prepare(&f.layout, &request(&f, "ITX-2", hooks), Utc::now)
+    let ok = prepare(&f.layout, &request(&f, "ITX-2", hooks), Utc::now, CallLog::default())
         .await
         .unwrap();
     assert!(ok.created);
@@ -136,9 +200,14 @@ async fn failing_after_create_removes_the_new_worktree_so_the_retry_runs_it_agai
 #[tokio::test]
 async fn remove_runs_before_remove_deletes_and_prunes_but_keeps_the_branch() {
     let f = fixture();
-    let prepared = prepare(&f.layout, &request(&f, "team/ITX 3", Hooks::default()), Utc::now)
-        .await
-        .unwrap();
+    let prepared = prepare(
+        &f.layout,
+        &request(&f, "team/ITX 3", Hooks::default()),
+        Utc::now,
+        CallLog::default(),
+    )
+    .await
+    .unwrap();
     let path = PathBuf::from(&prepared.path);
     assert_eq!(path, f.layout.root().join("team_ITX_3"));
     git(&path, &["commit", "-q", "--allow-empty", "-m", "agent work"]);
@@ -195,9 +264,14 @@ async fn remove_runs_before_remove_deletes_and_prunes_but_keeps_the_branch() {
     assert_eq!(count(&f, "before_remove"), 1, "no hook without a worktree");
 
     // Preparing again reuses the kept branch, with the agent's commit.
-    let back = prepare(&f.layout, &request(&f, "team/ITX 3", Hooks::default()), Utc::now)
-        .await
-        .unwrap();
+    let back = prepare(
+        &f.layout,
+        &request(&f, "team/ITX 3", Hooks::default()),
+        Utc::now,
+        CallLog::default(),
+    )
+    .await
+    .unwrap();
     assert!(back.created);
     assert_eq!(
         git(&PathBuf::from(&back.path), &["log", "-1", "--format=%s"]),
@@ -212,16 +286,26 @@ async fn list_is_empty(f: &Fixture) -> bool {
 #[tokio::test]
 async fn new_worktrees_start_from_the_freshly_fetched_base() {
     let f = fixture();
-    prepare(&f.layout, &request(&f, "ITX-4", Hooks::default()), Utc::now)
-        .await
-        .unwrap();
+    prepare(
+        &f.layout,
+        &request(&f, "ITX-4", Hooks::default()),
+        Utc::now,
+        CallLog::default(),
+    )
+    .await
+    .unwrap();
     std::fs::write(f.source.join("NEW.md"), "new\n").unwrap();
     git(&f.source, &["add", "."]);
     git(&f.source, &["commit", "-q", "-m", "second"]);
     let head = git(&f.source, &["rev-parse", "HEAD"]);
-    let p = prepare(&f.layout, &request(&f, "ITX-5", Hooks::default()), Utc::now)
-        .await
-        .unwrap();
+    let p = prepare(
+        &f.layout,
+        &request(&f, "ITX-5", Hooks::default()),
+        Utc::now,
+        CallLog::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(git(&PathBuf::from(&p.path), &["rev-parse", "HEAD"]), head);
 }
 
@@ -230,19 +314,25 @@ async fn bad_requests_are_refused_with_named_errors() {
     let f = fixture();
     let mut req = request(&f, "ITX-6", Hooks::default());
     req.base_branch = "does-not-exist".to_string();
-    let err = prepare(&f.layout, &req, Utc::now).await.unwrap_err();
+    let err = prepare(&f.layout, &req, Utc::now, CallLog::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, WorkspaceError::BaseBranchMissing { .. }), "{err}");
     assert!(err.to_string().contains("does-not-exist"));
     assert!(!f.layout.root().join("ITX-6").exists());
 
     let mut req = request(&f, "ITX-6", Hooks::default());
     req.branch = "bad..name".to_string();
-    let err = prepare(&f.layout, &req, Utc::now).await.unwrap_err();
+    let err = prepare(&f.layout, &req, Utc::now, CallLog::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "bad_request");
 
     let mut req = request(&f, "ITX-6", Hooks::default());
     req.repo = f.scratch.join("nope").display().to_string();
-    let err = prepare(&f.layout, &req, Utc::now).await.unwrap_err();
+    let err = prepare(&f.layout, &req, Utc::now, CallLog::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "workspace_failed");
     assert!(err.to_string().contains("nope"), "{err}");
 }

@@ -112,3 +112,49 @@ fn a_failing_after_create_answers_hook_failed_and_leaves_no_worktree() {
     assert_eq!(err["code"], "workspace_failed");
     assert!(err["message"].as_str().unwrap().contains("missing-repo"), "{err}");
 }
+
+/// `"progress": true`: the entries of the call arrive as `progress` frames carrying the request's id,
+/// every one before the answer, in the order they happened; the answer's `log` is then empty.
+#[test]
+fn prepare_with_progress_streams_its_entries_before_the_answer() {
+    let host = Host::new();
+    let (mut w, _) = Worker::ready(&host);
+    let id = w.send_request(json!({
+        "type": "prepare_workspace",
+        "issue": "ITX-7",
+        "repo": host.repo.display().to_string(),
+        "baseBranch": "main",
+        "branch": "itervox/ITX-7",
+        "hooks": {"afterCreate": "echo step-one; echo step-two", "timeoutMs": 60000},
+        "progress": true,
+    }));
+    let mut progress = Vec::new();
+    let answer = loop {
+        let frame = w.next_frame();
+        if frame["id"] != id {
+            continue;
+        }
+        match frame["type"].as_str() {
+            Some("progress") => progress.push(frame["entry"]["message"].as_str().unwrap_or_default().to_string()),
+            _ => break frame,
+        }
+    };
+    assert_eq!(answer["type"], "ok", "{answer}");
+    assert_eq!(answer["created"], true, "{answer}");
+    assert!(
+        answer.get("log").is_none(),
+        "the entries went out as progress: {answer}"
+    );
+    let at = |needle: &str| {
+        progress
+            .iter()
+            .position(|m| m.contains(needle))
+            .unwrap_or_else(|| panic!("no progress entry with {needle:?}: {progress:#?}"))
+    };
+    assert_eq!(at("preparing the worktree of ITX-7"), 0);
+    assert!(at("cloned ") < at("after_create: step-one"), "{progress:#?}");
+    assert!(
+        at("after_create: step-one") < at("after_create: step-two"),
+        "{progress:#?}"
+    );
+}

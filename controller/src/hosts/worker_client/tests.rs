@@ -223,3 +223,66 @@ fn log_frames_decode_the_same_on_the_fast_path() {
     assert!(matches!(decode_frame(&hello).unwrap(), WorkerFrame::Hello(_)));
     assert!(decode_frame(br#"{"type":"log","seq":"#).is_err());
 }
+
+/// Progress frames reach the caller that asked for them, all before the answer returns; progress of
+/// another id (or of a caller that did not ask) goes nowhere and breaks nothing.
+#[tokio::test]
+async fn progress_entries_reach_their_call_before_its_answer() {
+    let (client_side, worker_side) = tokio::io::duplex(1 << 16);
+    let (cr, cw) = tokio::io::split(client_side);
+    let (wr, mut ww) = tokio::io::split(worker_side);
+    let progress = |id: u64, message: &str| {
+        WorkerFrame::Progress(ProgressFrame {
+            id,
+            entry: IssueLogEntry::new(LogLevel::Info, LogEventKind::Info, message, "t".into()),
+        })
+    };
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(wr).lines();
+        lines.next_line().await.unwrap().unwrap();
+        send(&mut ww, &worker_hello(PROTOCOL_VERSION)).await;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let ControllerFrame::Request(req) = serde_json::from_str(&line).unwrap() else {
+                panic!()
+            };
+            send(&mut ww, &progress(req.id + 100, "someone else's")).await;
+            send(&mut ww, &progress(req.id, "fetching")).await;
+            send(&mut ww, &progress(req.id, "after_create: ok")).await;
+            let done = PreparedWorkspace {
+                path: "/w/I-1".into(),
+                created: true,
+                branch: "itervox/I-1".into(),
+                log: vec![],
+            };
+            send(&mut ww, &WorkerFrame::ok(req.id, &done)).await;
+        }
+    });
+    let client = WorkerClient::start(cr, cw, hello(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let body = || {
+        RequestBody::PrepareWorkspace(PrepareWorkspace {
+            issue: "I-1".into(),
+            repo: "/r".into(),
+            base_branch: "main".into(),
+            branch: "itervox/I-1".into(),
+            hooks: Hooks::default(),
+            progress: true,
+        })
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let prepared: PreparedWorkspace = client
+        .call_with_progress(body(), Duration::from_secs(5), Some(tx))
+        .await
+        .unwrap();
+    assert!(prepared.created);
+    let mut got = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        got.push(e.message);
+    }
+    assert_eq!(got, vec!["fetching", "after_create: ok"]);
+
+    // A caller that did not ask still gets its answer.
+    let again: PreparedWorkspace = client.call(body(), Duration::from_secs(5)).await.unwrap();
+    assert_eq!(again.path, "/w/I-1");
+}
