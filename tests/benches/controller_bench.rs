@@ -9,8 +9,11 @@
 //! and (b) log throughput: a demo agent printing `[demo:spam=N]` messages, from the worker through SSH
 //! and the controller to an SSE client of `/log-stream`, in entries/s and MB/s — next to the shell-out
 //! baseline of `ssh_bench` (`ssh host cat file` of the same number of 200-byte lines), and how fast the
-//! host itself parsed and journaled the entries (their own times). Prints a table;
-//! asserts nothing about speed. `BENCH_LOG=debug` sets the controller's `ITERVOX_LOG` and
+//! host itself parsed and journaled the entries (their own times); (c) the same path at the worker's
+//! speed instead of the demo agent's: the host's sshd is stopped while a session runs, the session
+//! finishes on the host, and when sshd is back the controller re-attaches and the rest of the journal
+//! streams through, next to `ssh host cat` of that journal file; (d) a new `/log-stream` client
+//! reading the issue's stored entries. Prints a table; asserts nothing about speed. `BENCH_LOG=debug` sets the controller's `ITERVOX_LOG` and
 //! `BENCH_DUMP=file` writes its output there after (a) (the run's timing notes are at debug level).
 
 use std::io::{BufRead, BufReader};
@@ -31,6 +34,8 @@ const PATIENCE: Duration = Duration::from_secs(120);
 struct Rounds {
     dispatches: usize,
     spam: usize,
+    /// Entries of the session replayed in (c).
+    replay: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,18 +44,21 @@ fn main() -> anyhow::Result<()> {
         Rounds {
             dispatches: 3,
             spam: 2_000,
+            replay: 20_000,
         }
     } else {
         Rounds {
             dispatches: 10,
             spam: 20_000,
+            // The controller keeps the newest 20 000 entries of an issue; a longer replay would measure
+            // how fast an SSE client is pruned away from, not the path.
+            replay: 20_000,
         }
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    // One thread, like a browser tab: a multi-threaded client hands every SSE chunk from hyper's
+    // connection task to the reader on another thread and becomes the slowest part of the path.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(run(rounds))
 }
 
@@ -78,7 +86,7 @@ async fn wait_finished(api: &Api, id: &str) -> anyhow::Result<Value> {
 
 async fn run(rounds: Rounds) -> anyhow::Result<()> {
     let lab = SshLab::new()?;
-    let host = lab.start_host("127.0.0.2")?;
+    let mut host = lab.start_host("127.0.0.2")?;
     lab.trust(&host)?;
     let ssh = lab.ssh_config();
     let project = Project::new(&[], "", "");
@@ -275,7 +283,12 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
         format!("{lines} lines of {LINE_BYTES} bytes in {secs:.2} s"),
     );
 
-    let rows: Vec<(String, String, String)> = rows_a.into_iter().chain([row_b, on_host, row_base]).collect();
+    let (row_c, row_c_base, row_d) = replay(&lab, &mut host, &project, &ctl, &api, rounds.replay).await?;
+
+    let rows: Vec<(String, String, String)> = rows_a
+        .into_iter()
+        .chain([row_b, on_host, row_base, row_c, row_c_base, row_d])
+        .collect();
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     println!("\n{:<w0$}  {:<w1$}  sample", "measure", "result");
@@ -284,6 +297,136 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
         println!("{a:<w0$}  {b:<w1$}  {c}");
     }
     Ok(())
+}
+
+type Row = (String, String, String);
+
+/// (c) The whole path at the worker's own speed rather than the demo agent's: the host's sshd goes down
+/// while a session of `total` spam lines runs, the session finishes on the host meanwhile (its
+/// supervisor owns it), and when sshd is back the controller reconnects and re-attaches, and the rest of
+/// the journal streams through SSH, the controller (decode, store, hub) and SSE as fast as they carry
+/// it. Next to it: `ssh host cat` of that same journal file.
+async fn replay(
+    lab: &SshLab,
+    host: &mut SshHost,
+    project: &Project,
+    ctl: &ControllerProcess,
+    api: &Api,
+    total: usize,
+) -> anyhow::Result<(Row, Row, Row)> {
+    let id = "BENCH-REPLAY";
+    write_issue(
+        project,
+        id,
+        &format!("Benchmark replay [demo:spam={total}] [demo:sleep=0]"),
+    )?;
+    let mut stream = SseStream::open(&format!("{}/issues/{id}/log-stream", ctl.api()), &[]).await?;
+    api.call("POST", "/refresh", None).await?;
+    let is_spam = |entry: &Value| entry["message"].as_str().is_some_and(|m| m.starts_with("spam "));
+    let session = loop {
+        let Some(event) = stream.next(PATIENCE).await else {
+            bail!("no spam entry for {id} within {PATIENCE:?}");
+        };
+        let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        if is_spam(&entry) {
+            break entry["sessionId"].as_str().unwrap_or_default().to_string();
+        }
+    };
+    host.stop()?;
+    // What was already on its way arrives; then the stream is quiet.
+    let mut before = 1usize;
+    while let Some(event) = stream.next(Duration::from_millis(500)).await {
+        let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        before += usize::from(is_spam(&entry));
+    }
+    let journal = host
+        .home()
+        .join(".itervox/workspaces/.itervox/sessions")
+        .join(&session)
+        .join("journal.jsonl");
+    let deadline = Instant::now() + PATIENCE;
+    while !journal_ended(&journal)? {
+        if Instant::now() > deadline {
+            bail!("the session did not finish on the host within {PATIENCE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    host.start()?;
+    let (mut first, mut count, mut bytes) = (None, 0usize, 0usize);
+    while before + count < total {
+        let Some(event) = stream.next(PATIENCE).await else {
+            bail!("the replay stalled after {} of {total} entries", before + count);
+        };
+        let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        if is_spam(&entry) {
+            first.get_or_insert_with(Instant::now);
+            count += 1;
+            bytes += event.data.len();
+        }
+    }
+    let secs = first.map(|f| f.elapsed()).unwrap_or_default().as_secs_f64().max(1e-9);
+    let row = (
+        "(c) host journal → worker → SSH → controller → SSE, at the worker's speed".to_string(),
+        format!(
+            "{:.0} entries/s, {:.1} MB/s of entry JSON",
+            count as f64 / secs,
+            bytes as f64 / 1e6 / secs
+        ),
+        format!("{count} entries replayed after sshd came back, in {secs:.2} s"),
+    );
+    wait_finished(api, id).await?;
+    // A new client of the finished issue: its stored entries from the controller's database over SSE.
+    let mut again = SseStream::open(&format!("{}/issues/{id}/log-stream", ctl.api()), &[]).await?;
+    let started = Instant::now();
+    let (mut stored, mut stored_bytes, mut last) = (0usize, 0usize, started);
+    while let Some(event) = again.next(Duration::from_millis(500)).await {
+        let _: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+        stored += 1;
+        stored_bytes += event.data.len();
+        last = Instant::now();
+    }
+    let secs = (last - started).as_secs_f64().max(1e-9);
+    let row_store = (
+        "(d) a new /log-stream client: the issue's stored entries over SSE".to_string(),
+        format!(
+            "{:.0} entries/s, {:.1} MB/s of entry JSON",
+            stored as f64 / secs,
+            stored_bytes as f64 / 1e6 / secs
+        ),
+        format!("{stored} entries (the newest the controller keeps) in {secs:.2} s"),
+    );
+
+    let journal_bytes = fs_err::metadata(&journal)?.len() as f64;
+    let started = Instant::now();
+    let lines = ssh_cat(lab, host, &journal)?;
+    let secs = started.elapsed().as_secs_f64();
+    let base = (
+        "    baseline: ssh host cat of that journal file".to_string(),
+        format!(
+            "{:.0} lines/s, {:.1} MB/s",
+            lines as f64 / secs,
+            journal_bytes / 1e6 / secs
+        ),
+        format!("{lines} lines, {journal_bytes} bytes in {secs:.2} s"),
+    );
+    Ok((row, base, row_store))
+}
+
+/// Whether a session journal's last line is its `session_exit`.
+fn journal_ended(path: &std::path::Path) -> anyhow::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Ok(false);
+    };
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096)))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    Ok(String::from_utf8_lossy(&tail)
+        .trim_end()
+        .rsplit('\n')
+        .next()
+        .is_some_and(|l| l.contains("\"session_exit\"")))
 }
 
 /// `ssh host cat file` with the lab's key and known_hosts, counting lines as they arrive.

@@ -4,8 +4,10 @@
 //!
 //! Measures (a) a fresh russh connection + `exec true`, (b) one exec channel on a warm connection,
 //! (c) `ssh host true` fresh and through a ControlMaster socket, and (d) streaming a file of 200-byte
-//! lines with `cat` over a warm russh channel versus `ssh host cat file`. Prints a table; asserts
-//! nothing about speed.
+//! lines with `cat` over a warm russh channel versus `ssh host cat file`, and (e) the worker's own
+//! stream: a finished demo session's journal replayed by `attach` through `itervox-worker serve --stdio`
+//! into the controller's protocol client, versus `ssh host cat` of the same journal file. Prints a
+//! table; asserts nothing about speed.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -24,6 +26,8 @@ struct Rounds {
     fresh: usize,
     warm: usize,
     lines: usize,
+    /// Entries of the journal replayed in (e).
+    journal: usize,
 }
 
 #[derive(Default)]
@@ -81,12 +85,14 @@ fn main() -> anyhow::Result<()> {
             fresh: 5,
             warm: 20,
             lines: 50_000,
+            journal: 20_000,
         }
     } else {
         Rounds {
             fresh: 30,
             warm: 300,
             lines: 500_000,
+            journal: 200_000,
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -183,9 +189,166 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
         bail!("ssh read {count} lines of {}", rounds.lines);
     }
 
+    // (e) The worker's own stream: a finished session's journal replayed by `attach` through
+    // `itervox-worker serve --stdio` on an exec channel into the controller's protocol client, next to
+    // `ssh host cat` of the very same journal file.
+    let journal = replay_journal(&conn, &host, rounds.journal, &mut table).await?;
+    let started = Instant::now();
+    let (count, bytes) = ssh.count_any_lines(&format!("cat {}", journal.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    table.rows.push((
+        "    ssh host cat of the same journal file".to_string(),
+        format!(
+            "{:.0} lines/s, {:.1} MB/s",
+            count as f64 / secs,
+            bytes as f64 / 1e6 / secs
+        ),
+        format!("{count} lines, {bytes} bytes in {secs:.2} s"),
+    ));
+
     conn.disconnect().await;
     table.print();
     Ok(())
+}
+
+/// Runs a demo-agent session of `entries` spam lines through the worker on the host, waits for it to
+/// end, then times a fresh protocol client's `attach` replay of its journal. Returns the journal's path.
+async fn replay_journal(
+    conn: &SshConnection,
+    host: &SshHost,
+    entries: usize,
+    table: &mut Table,
+) -> anyhow::Result<std::path::PathBuf> {
+    use itervox::hosts::worker_client::WorkerClient;
+    use itervox_protocol::PROTOCOL_VERSION;
+    use itervox_protocol::worker::*;
+
+    let repo = host.home().join("bench-repo");
+    let root = host.home().join("bench-workspaces");
+    let _ = std::fs::remove_dir_all(&repo);
+    let _ = std::fs::remove_dir_all(&root);
+    fs_err::create_dir_all(&repo)?;
+    fs_err::write(repo.join("README.md"), "bench\n")?;
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "README.md"],
+        &[
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@localhost",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    ] {
+        let ok = Command::new("git").args(args).current_dir(&repo).status()?.success();
+        if !ok {
+            bail!("git {args:?} failed in {}", repo.display());
+        }
+    }
+    let worker = itervox_tests::binaries::bin_path("itervox-worker");
+    let open = || async {
+        let channel = conn.exec(&format!("{} serve --stdio", worker.display())).await?;
+        let hello = ControllerHello {
+            protocol: PROTOCOL_VERSION,
+            controller_version: "ssh_bench".into(),
+            workspace_root: root.display().to_string(),
+        };
+        anyhow::Ok(WorkerClient::start(channel.stdout, channel.stdin, hello, Duration::from_secs(20)).await?)
+    };
+    let patience = Duration::from_secs(120);
+    let client = open().await?;
+    let prepared: PreparedWorkspace = client
+        .call(
+            RequestBody::PrepareWorkspace(PrepareWorkspace {
+                issue: "BENCH-R".into(),
+                repo: repo.display().to_string(),
+                base_branch: "main".into(),
+                branch: "itervox/BENCH-R".into(),
+                hooks: Hooks::default(),
+                progress: false,
+            }),
+            patience,
+        )
+        .await?;
+    let session = "bench-replay-1";
+    let _: SessionStarted = client
+        .call(
+            RequestBody::StartSession(StartSession {
+                session_id: session.into(),
+                issue: "BENCH-R".into(),
+                workspace: prepared.path,
+                backend: Backend::Demo,
+                command: String::new(),
+                env: Default::default(),
+                prompt: format!("Replay bench [demo:spam={entries}] [demo:sleep=0]"),
+                resume_session_ref: None,
+                permission_mode: Default::default(),
+                turn_timeout_ms: 0,
+                read_timeout_ms: 0,
+                hooks: Hooks::default(),
+                lease_ms: None,
+            }),
+            patience,
+        )
+        .await?;
+    let deadline = Instant::now() + patience;
+    loop {
+        let list: SessionList = client.call(RequestBody::ListSessions, patience).await?;
+        if list
+            .sessions
+            .iter()
+            .any(|s| s.session_id == session && s.status == SessionStatus::Exited)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the replay session did not finish within {patience:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    client.close();
+
+    // A controller that comes back: a new stream, attach from the first entry.
+    let client = open().await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    client.subscribe(session, tx);
+    let started = Instant::now();
+    let attached: Attached = client
+        .call(
+            RequestBody::Attach(Attach {
+                session_id: session.into(),
+                from_seq: 1,
+            }),
+            patience,
+        )
+        .await?;
+    let mut count = 0u64;
+    loop {
+        let Ok(Some(event)) = tokio::time::timeout(patience, rx.recv()).await else {
+            bail!("the replay stopped after {count} of {} events", attached.last_seq);
+        };
+        count += 1;
+        if event.seq() >= attached.last_seq {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    client.close();
+    let journal = root.join(".itervox/sessions").join(session).join("journal.jsonl");
+    let bytes = fs_err::metadata(&journal)?.len();
+    let secs = elapsed.as_secs_f64();
+    table.rows.push((
+        "(e) worker journal replay → SSH → controller protocol client".to_string(),
+        format!(
+            "{:.0} events/s, {:.1} MB/s",
+            count as f64 / secs,
+            bytes as f64 / 1e6 / secs
+        ),
+        format!("{count} events, {bytes} bytes in {secs:.2} s"),
+    ));
+    Ok(journal)
 }
 
 async fn check_true(conn: &SshConnection) -> anyhow::Result<()> {
@@ -304,5 +467,30 @@ impl OpenSsh {
         }
         child.wait()?;
         Ok(count)
+    }
+
+    /// Lines and bytes of `command`'s output, whatever the lines' lengths.
+    fn count_any_lines(&self, command: &str) -> anyhow::Result<(usize, usize)> {
+        let mut child = self
+            .command(None)
+            .arg(&self.destination)
+            .arg(command)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().context("ssh stdout")?;
+        let (mut count, mut bytes) = (0, 0);
+        let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line)?;
+            if n == 0 {
+                break;
+            }
+            count += 1;
+            bytes += n;
+        }
+        child.wait()?;
+        Ok((count, bytes))
     }
 }

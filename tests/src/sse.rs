@@ -15,7 +15,11 @@ pub struct SseEvent {
 /// Reads events from a streaming response.
 pub struct SseStream {
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: String,
+    /// Received bytes (`\r` removed); `buf[start..]` is not consumed yet, and `buf[start..scanned]`
+    /// holds no block end, so a burst of many events is parsed in linear time.
+    buf: Vec<u8>,
+    start: usize,
+    scanned: usize,
 }
 
 impl std::fmt::Debug for SseStream {
@@ -37,7 +41,9 @@ impl SseStream {
         anyhow::ensure!(resp.status().is_success(), "GET {url}: {}", resp.status());
         Ok(SseStream {
             body: resp.bytes_stream().boxed(),
-            buf: String::new(),
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
         })
     }
 
@@ -46,17 +52,25 @@ impl SseStream {
     pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(pos) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..pos + 2).collect();
+            if let Some(rel) = self.buf[self.scanned..].windows(2).position(|w| w == b"\n\n") {
+                let end = self.scanned + rel + 2;
+                let block = String::from_utf8_lossy(&self.buf[self.start..end]).into_owned();
+                self.start = end;
+                self.scanned = end;
+                if self.start > 1 << 20 {
+                    self.buf.drain(..self.start);
+                    self.scanned -= self.start;
+                    self.start = 0;
+                }
                 if let Some(ev) = parse_block(&block) {
                     return Some(ev);
                 }
                 continue;
             }
+            // The last byte may be the first half of a block end.
+            self.scanned = self.buf.len().saturating_sub(1).max(self.start);
             match tokio::time::timeout_at(deadline, self.body.next()).await {
-                Ok(Some(Ok(chunk))) => self
-                    .buf
-                    .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
+                Ok(Some(Ok(chunk))) => self.buf.extend(chunk.iter().filter(|&&b| b != b'\r')),
                 _ => return None,
             }
         }
@@ -105,5 +119,34 @@ mod tests {
         );
         assert_eq!(parse_block(": keepalive\n\n"), None);
         assert_eq!(parse_block("data: a\ndata: b\n\n").unwrap().data, "a\nb");
+    }
+
+    /// Blocks split anywhere across chunks (even inside `\r\n\r\n` or a multi-byte character) and
+    /// many blocks in one chunk all come out whole, in order.
+    #[tokio::test]
+    async fn events_survive_any_chunking() {
+        let text = "id: 1\r\ndata: caf\u{e9}\r\n\r\n: keepalive\n\nid: 2\ndata: two\n\nid: 3\ndata: three\n\n";
+        let bytes = text.as_bytes();
+        for size in [1, 2, 3, 5, 7, bytes.len()] {
+            let chunks: Vec<reqwest::Result<bytes::Bytes>> = bytes
+                .chunks(size)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect();
+            let mut stream = SseStream {
+                body: futures::stream::iter(chunks).boxed(),
+                buf: Vec::new(),
+                start: 0,
+                scanned: 0,
+            };
+            let mut got = Vec::new();
+            while let Some(ev) = stream.next(Duration::from_secs(1)).await {
+                got.push((ev.id.unwrap_or_default(), ev.data));
+            }
+            let want: Vec<(String, String)> = [("1", "caf\u{e9}"), ("2", "two"), ("3", "three")]
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            assert_eq!(got, want, "chunks of {size}");
+        }
     }
 }
