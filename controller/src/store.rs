@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS log_entries (
 CREATE INDEX IF NOT EXISTS log_entries_by_identifier ON log_entries(identifier, id);
 CREATE UNIQUE INDEX IF NOT EXISTS log_entries_by_session_seq ON log_entries(session_id, seq)
     WHERE session_id IS NOT NULL AND seq IS NOT NULL;
+-- Per issue ('*' for all of them), the highest log id removed by pruning or clearing: a follower whose
+-- cursor is below it has missed entries and is told so.
+CREATE TABLE IF NOT EXISTS log_pruned (
+    identifier TEXT PRIMARY KEY,
+    max_id INTEGER NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS retry_queue (
     identifier TEXT PRIMARY KEY,
@@ -491,16 +497,51 @@ impl Store {
             .ctx("max log id")
     }
 
-    pub fn clear_logs(&self, identifier: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM log_entries WHERE identifier = ?1", [identifier])
+    pub fn clear_logs(&mut self, identifier: &str) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .ctx("clear logs")?;
-        Ok(())
+        let last: Option<i64> = tx
+            .query_row(
+                "SELECT MAX(id) FROM log_entries WHERE identifier = ?1",
+                [identifier],
+                |r| r.get(0),
+            )
+            .ctx("clear logs")?;
+        tx.execute("DELETE FROM log_entries WHERE identifier = ?1", [identifier])
+            .ctx("clear logs")?;
+        if let Some(last) = last {
+            record_pruned(&tx, identifier, last)?;
+        }
+        tx.commit().ctx("clear logs")
     }
 
-    pub fn clear_all_logs(&self) -> Result<(), StoreError> {
-        self.conn.execute("DELETE FROM log_entries", []).ctx("clear all logs")?;
-        Ok(())
+    pub fn clear_all_logs(&mut self) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .ctx("clear all logs")?;
+        let last: Option<i64> = tx
+            .query_row("SELECT MAX(id) FROM log_entries", [], |r| r.get(0))
+            .ctx("clear all logs")?;
+        tx.execute("DELETE FROM log_entries", []).ctx("clear all logs")?;
+        if let Some(last) = last {
+            record_pruned(&tx, "*", last)?;
+        }
+        tx.commit().ctx("clear all logs")
+    }
+
+    /// The highest log id of `identifier` that pruning or clearing removed (0 when none was).
+    pub fn pruned_through(&self, identifier: &str) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(max_id), 0) FROM log_pruned WHERE identifier IN (?1, '*')",
+                [identifier],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|v| v as u64)
+            .ctx("pruned logs")
     }
 
     /// Issues that have log entries, sorted.
@@ -514,15 +555,28 @@ impl Store {
     }
 
     /// Keeps only the newest `keep` entries of an issue.
-    pub fn prune_logs(&self, identifier: &str, keep: u64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "DELETE FROM log_entries WHERE identifier = ?1 AND id <= (
-                    SELECT id FROM log_entries WHERE identifier = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+    pub fn prune_logs(&mut self, identifier: &str, keep: u64) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .ctx("prune logs")?;
+        let cut: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM log_entries WHERE identifier = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
                 params![identifier, keep as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx("prune logs")?;
+        if let Some(cut) = cut {
+            tx.execute(
+                "DELETE FROM log_entries WHERE identifier = ?1 AND id <= ?2",
+                params![identifier, cut],
             )
             .ctx("prune logs")?;
-        Ok(())
+            record_pruned(&tx, identifier, cut)?;
+        }
+        tx.commit().ctx("prune logs")
     }
 
     // ----- retry queue -----
@@ -823,6 +877,16 @@ const RUN_SELECT: &str =
     "SELECT run_id, identifier, title, attempt, kind, host, session_id, workspace, backend, profile,
     status, started_at, finished_at, turn_count, input_tokens, output_tokens, cost_usd, error, last_seq, agent_ref,
     pr_url, branch, issue_state, resumed FROM runs";
+
+fn record_pruned(tx: &rusqlite::Transaction<'_>, identifier: &str, max_id: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO log_pruned (identifier, max_id) VALUES (?1, ?2)
+         ON CONFLICT(identifier) DO UPDATE SET max_id = MAX(max_id, excluded.max_id)",
+        params![identifier, max_id],
+    )
+    .ctx("record pruned logs")?;
+    Ok(())
+}
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {

@@ -50,9 +50,7 @@ fn main() -> anyhow::Result<()> {
         Rounds {
             dispatches: 10,
             spam: 20_000,
-            // The controller keeps the newest 20 000 entries of an issue; a longer replay would measure
-            // how fast an SSE client is pruned away from, not the path.
-            replay: 20_000,
+            replay: 200_000,
         }
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -353,16 +351,30 @@ async fn replay(
     }
     host.start()?;
     let (mut first, mut count, mut bytes) = (None, 0usize, 0usize);
-    while before + count < total {
+    // Until the session's last spam line; a follower that fell behind past what the controller keeps
+    // would get `event: gap` (counted, and shown) instead of the entries it missed.
+    let last_line = format!("spam {total} of {total}:");
+    let mut gaps = 0usize;
+    loop {
         let Some(event) = stream.next(PATIENCE).await else {
             bail!("the replay stalled after {} of {total} entries", before + count);
         };
+        if event.event.as_deref() == Some("gap") {
+            gaps += 1;
+            continue;
+        }
         let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
         if is_spam(&entry) {
             first.get_or_insert_with(Instant::now);
             count += 1;
             bytes += event.data.len();
+            if entry["message"].as_str().is_some_and(|m| m.starts_with(&last_line)) {
+                break;
+            }
         }
+    }
+    if gaps > 0 {
+        println!("(c): the SSE client fell behind and was told of {gaps} gap(s); {count} entries arrived");
     }
     let secs = first.map(|f| f.elapsed()).unwrap_or_default().as_secs_f64().max(1e-9);
     let row = (

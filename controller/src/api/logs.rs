@@ -83,7 +83,30 @@ struct Follow {
 async fn replay(f: &mut Follow, after: u64) {
     f.s.hub.flush().await;
     let id = f.identifier.clone();
-    let logs = f.s.store.read(move |st| st.logs(&id, after)).await.unwrap_or_default();
+    let (logs, pruned) =
+        f.s.store
+            .read(move |st| {
+                (
+                    st.logs(&id, after).unwrap_or_default(),
+                    st.pruned_through(&id).unwrap_or(0),
+                )
+            })
+            .await;
+    // A follower that fell behind further than the store keeps (or whose entries were cleared) is told
+    // that it missed some, instead of silently jumping over them.
+    if after > 0 && pruned > after {
+        f.queue.push_back(
+            Event::default().event("gap").data(
+                json!({
+                    "message": format!(
+                        "entries after id {after} up to id {pruned} are no longer stored (the controller keeps the newest {} of an issue); the host's session journal still has them",
+                        crate::store::MAX_LOGS_PER_ISSUE
+                    )
+                })
+                .to_string(),
+            ),
+        );
+    }
     for l in logs {
         if l.id > f.last_sent {
             let json = serde_json::to_string(&l.entry).unwrap_or_default();

@@ -20,6 +20,7 @@ pub(super) struct Fixture {
     pub(super) app: axum::Router,
     pub(super) dir: tempfile::TempDir,
     pub(super) cancel: tokio_util::sync::CancellationToken,
+    pub(super) hub: crate::issue_logs::LogHub,
 }
 
 impl Drop for Fixture {
@@ -97,14 +98,14 @@ pub(super) fn fixture(token: Option<&str>) -> Fixture {
     let app = router(ApiState {
         metrics: scheduler.metrics(),
         scheduler,
-        hub,
+        hub: hub.clone(),
         store,
         token: token.map(Arc::from),
         daemon_log: None,
         keep_alive: Duration::from_secs(25),
         shutdown: cancel.clone(),
     });
-    Fixture { app, dir, cancel }
+    Fixture { app, dir, cancel, hub }
 }
 
 pub(super) async fn call(
@@ -252,4 +253,82 @@ async fn state_and_probes() {
     assert_eq!((st, code(&body)), (StatusCode::NOT_IMPLEMENTED, "not_supported"));
     let (_, body, _) = call(&f, "GET", "/api/v1/settings/models", "", None).await;
     assert!(body["claude"].is_array() && body["codex"].is_array());
+}
+
+/// Reads SSE text from `body` until `needle` appears in it, or 10 s pass.
+async fn read_sse_until(body: &mut AxumBody, text: &mut String, needle: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut from = 0;
+    while !text[from..].contains(needle) {
+        // Only the new text (and a needle's length before it) is searched again.
+        from = text.len().saturating_sub(needle.len());
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no {needle:?} within 10 s; read so far (tail): {}",
+                    &text[from.saturating_sub(2000)..]
+                )
+            })
+            .expect("the stream goes on")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+}
+
+/// A `/log-stream` follower that falls so far behind that the entries it missed were pruned from the store
+/// gets `event: gap` saying so, then goes on with what is stored, in order; it is never silently moved
+/// past entries.
+#[tokio::test]
+async fn a_follower_that_fell_behind_past_pruned_entries_is_told_of_the_gap() {
+    use itervox_protocol::{IssueLogEntry, LogEventKind, LogLevel};
+    let f = fixture(None);
+    let entry = |i: usize| IssueLogEntry::new(LogLevel::Info, LogEventKind::Text, format!("line {i}"), "t".into());
+    let resp = f
+        .app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/api/v1/issues/T-1/log-stream")
+                .body(AxumBody::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = f.hub.publish("T-1", entry(0)).await;
+    let mut text = String::new();
+    read_sse_until(&mut body, &mut text, "line 0").await;
+
+    // The follower reads nothing while 30 000 more entries are published: far past the live buffer, and
+    // the store keeps only the newest 20 000.
+    let total = 30_000;
+    for i in 1..=total {
+        f.hub.publish("T-1", entry(i)).await;
+    }
+    f.hub.flush().await;
+    let last = format!("line {total}\"");
+    read_sse_until(&mut body, &mut text, &last).await;
+    let gap = text
+        .find("event: gap")
+        .unwrap_or_else(|| panic!("no gap event after id {first}"));
+    assert!(text[gap..].contains("no longer stored"), "{}", &text[gap..gap + 400]);
+    let ids: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order");
+    assert!(
+        ids.len() < total,
+        "some entries were pruned, so fewer arrived: {}",
+        ids.len()
+    );
+    assert!(ids.len() >= 20_000, "everything stored arrived: {}", ids.len());
 }

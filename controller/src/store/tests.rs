@@ -80,12 +80,29 @@ fn logs_are_ordered_deduplicated_and_prunable() {
     assert_eq!(s.max_log_seq("s1").unwrap(), 3);
     assert_eq!(s.max_log_id().unwrap(), 5);
     assert_eq!(s.log_identifiers().unwrap(), vec!["A-1".to_string(), "B-1".to_string()]);
+    assert_eq!(s.pruned_through("A-1").unwrap(), 0, "nothing removed yet");
     s.prune_logs("A-1", 1).unwrap();
     assert_eq!(s.logs("A-1", 0).unwrap().len(), 1);
+    // A-1's ids 1 and 2 are gone (5 is kept); B-1 lost nothing.
+    assert_eq!(s.pruned_through("A-1").unwrap(), 2);
+    assert_eq!(s.pruned_through("B-1").unwrap(), 0);
+    s.prune_logs("A-1", 1).unwrap();
+    assert_eq!(
+        s.pruned_through("A-1").unwrap(),
+        2,
+        "a prune that removes nothing moves nothing"
+    );
     s.clear_logs("B-1").unwrap();
     assert_eq!(s.log_identifiers().unwrap(), vec!["A-1".to_string()]);
+    assert_eq!(s.pruned_through("B-1").unwrap(), 3);
     s.clear_all_logs().unwrap();
     assert!(s.log_identifiers().unwrap().is_empty());
+    assert_eq!(s.pruned_through("A-1").unwrap(), 5);
+    assert_eq!(
+        s.pruned_through("C-1").unwrap(),
+        5,
+        "clearing everything counts for every issue"
+    );
 }
 
 #[test]
