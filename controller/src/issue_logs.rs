@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use itervox_protocol::IssueLogEntry;
 use tokio::sync::broadcast;
 
-use crate::store::{LogWriter, StoreHandle, StoredLog};
+use crate::store::{LogWriter, MAX_BATCH, StoreHandle, StoredLog};
 
 /// One published entry. `json` is the entry serialized once for every SSE client.
 #[derive(Debug, Clone)]
@@ -60,24 +60,41 @@ impl LogHub {
 
     /// Stores and broadcasts an entry for `identifier`; returns its id.
     pub async fn publish(&self, identifier: &str, entry: IssueLogEntry) -> u64 {
-        let _order = self.inner.order.lock().await;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let json = serde_json::to_string(&entry).unwrap_or_default();
-        self.inner
-            .writer
-            .write(StoredLog {
-                id,
-                identifier: identifier.to_string(),
-                entry: entry.clone(),
-            })
-            .await;
-        let _ = self.inner.tx.send(Arc::new(LogRecord {
-            id,
-            identifier: identifier.to_string(),
-            entry,
-            json,
-        }));
-        id
+        self.publish_many(identifier, vec![entry]).await
+    }
+
+    /// Stores and broadcasts entries for `identifier`, in order, with consecutive ids (each entry
+    /// serialized once, for the store and every follower); returns the last id (0 for none).
+    pub async fn publish_many(&self, identifier: &str, entries: Vec<IssueLogEntry>) -> u64 {
+        let mut last = 0;
+        let mut entries = entries.into_iter().peekable();
+        while entries.peek().is_some() {
+            let chunk: Vec<IssueLogEntry> = entries.by_ref().take(MAX_BATCH).collect();
+            let _order = self.inner.order.lock().await;
+            let first = self.inner.next_id.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            let stored: Vec<StoredLog> = chunk
+                .into_iter()
+                .enumerate()
+                .map(|(i, entry)| StoredLog::new(first + i as u64, identifier, entry))
+                .collect();
+            let records: Vec<Arc<LogRecord>> = stored
+                .iter()
+                .map(|l| {
+                    Arc::new(LogRecord {
+                        id: l.id,
+                        identifier: identifier.to_string(),
+                        entry: l.entry.clone(),
+                        json: l.json.clone(),
+                    })
+                })
+                .collect();
+            last = first + records.len() as u64 - 1;
+            self.inner.writer.write(stored).await;
+            for r in records {
+                let _ = self.inner.tx.send(r);
+            }
+        }
+        last
     }
 
     /// Live entries of every issue, from now on.

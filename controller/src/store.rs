@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 mod log_writer;
 
-pub use log_writer::LogWriter;
+pub use log_writer::{LogWriter, MAX_BATCH};
 
 /// A database failure; the message names the operation.
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +266,20 @@ pub struct StoredLog {
     pub id: u64,
     pub identifier: String,
     pub entry: IssueLogEntry,
+    /// `entry` as stored (and served): serialized once, by whoever made the entry.
+    pub json: String,
+}
+
+impl StoredLog {
+    pub fn new(id: u64, identifier: &str, entry: IssueLogEntry) -> StoredLog {
+        let json = serde_json::to_string(&entry).unwrap_or_default();
+        StoredLog {
+            id,
+            identifier: identifier.to_string(),
+            entry,
+            json,
+        }
+    }
 }
 
 fn ts(t: &DateTime<Utc>) -> String {
@@ -422,13 +436,12 @@ impl Store {
                 .prepare_cached("INSERT OR IGNORE INTO log_entries (id, identifier, session_id, seq, json) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .ctx("append logs")?;
             for l in logs {
-                let json = serde_json::to_string(&l.entry).unwrap_or_default();
                 st.execute(params![
                     l.id as i64,
                     l.identifier,
                     l.entry.session_id,
                     l.entry.seq.map(|s| s as i64),
-                    json
+                    l.json
                 ])
                 .ctx("append logs")?;
             }
@@ -455,6 +468,7 @@ impl Store {
                     id,
                     identifier: identifier.to_string(),
                     entry,
+                    json,
                 });
             }
         }

@@ -109,8 +109,7 @@ async fn replay(f: &mut Follow, after: u64) {
     }
     for l in logs {
         if l.id > f.last_sent {
-            let json = serde_json::to_string(&l.entry).unwrap_or_default();
-            f.queue.push_back(log_event(l.id, &json));
+            f.queue.push_back(log_event(l.id, &l.json));
             f.last_sent = l.id;
         }
     }

@@ -188,6 +188,20 @@ async fn publish_host_entry(spec: &RunSpec, mut entry: IssueLogEntry) {
     spec.hub.publish(&spec.identifier, entry).await;
 }
 
+/// The wire name of an entry kind (`text`, `action`, …).
+fn event_kind(kind: LogEventKind) -> &'static str {
+    match kind {
+        LogEventKind::Text => "text",
+        LogEventKind::Action => "action",
+        LogEventKind::Subagent => "subagent",
+        LogEventKind::Pr => "pr",
+        LogEventKind::Turn => "turn",
+        LogEventKind::Error => "error",
+        LogEventKind::Warn => "warn",
+        LogEventKind::Info => "info",
+    }
+}
+
 async fn drive(spec: &RunSpec) -> RunOutcome {
     let began = Instant::now();
     let mut totals = spec.carried.clone();
@@ -298,9 +312,14 @@ async fn follow(
     let mut last_progress_sent = Instant::now() - Duration::from_secs(10);
     let mut pending_progress: Option<(String, String, DateTime<Utc>)> = None;
     let mut cancel_sent_at: Option<Instant> = None;
+    // An event taken from the feed while draining a burst of log entries, handled next.
+    let mut next: Option<SessionEvent> = None;
     loop {
         let grace_deadline = cancel_sent_at.map(|t| t + spec.cancel_grace + Duration::from_secs(10));
-        let event = tokio::select! {
+        let event = if let Some(e) = next.take() {
+            e
+        } else {
+            tokio::select! {
             biased;
             // Cancel-safe: a pending receive loses nothing; the journal replays on the next attach.
             _ = spec.cancel.cancelled(), if cancel_sent_at.is_none() => {
@@ -325,6 +344,7 @@ async fn follow(
                 Some(e) => e,
                 None => return failed("the session's event feed closed unexpectedly"),
             },
+            }
         };
         let seq = event.seq();
         if std::mem::take(&mut first_event) {
@@ -332,26 +352,35 @@ async fn follow(
         }
         match event {
             SessionEvent::Log(log) => {
-                if seq > logs_seq {
-                    let mut entry = log.entry;
-                    entry.session_id.get_or_insert_with(|| spec.session_id.clone());
-                    entry.seq = Some(seq);
-                    if entry.event == LogEventKind::Action {
-                        tool_calls_this_turn += 1;
+                // A burst is published as a batch: what else the feed already holds, up to the first
+                // event that is not a log entry (kept for the next round).
+                let mut batch = Vec::new();
+                let mut incoming = Some((seq, log));
+                while let Some((seq, log)) = incoming.take() {
+                    if seq > logs_seq {
+                        let mut entry = log.entry;
+                        entry.session_id.get_or_insert_with(|| spec.session_id.clone());
+                        entry.seq = Some(seq);
+                        match entry.event {
+                            LogEventKind::Action => tool_calls_this_turn += 1,
+                            LogEventKind::Subagent => subagents += 1,
+                            LogEventKind::Pr => send(spec, RunEvent::PrSeen(entry.message.trim().to_string())).await,
+                            _ => {}
+                        }
+                        batch.push(entry);
                     }
-                    if entry.event == LogEventKind::Subagent {
-                        subagents += 1;
+                    if batch.len() < crate::store::MAX_BATCH {
+                        match feed.try_recv() {
+                            Ok(SessionEvent::Log(l)) => incoming = Some((l.seq, l)),
+                            Ok(other) => next = Some(other),
+                            Err(_) => {}
+                        }
                     }
-                    if entry.event == LogEventKind::Pr {
-                        send(spec, RunEvent::PrSeen(entry.message.trim().to_string())).await;
-                    }
-                    let kind = serde_json::to_value(entry.event)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    let summary = entry.message.chars().take(300).collect::<String>();
-                    spec.hub.publish(&spec.identifier, entry).await;
-                    pending_progress = Some((kind, summary, now()));
+                }
+                if let Some(last) = batch.last() {
+                    let summary = last.message.chars().take(300).collect::<String>();
+                    pending_progress = Some((event_kind(last.event).to_string(), summary, now()));
+                    spec.hub.publish_many(&spec.identifier, batch).await;
                     if last_progress_sent.elapsed() >= Duration::from_millis(250)
                         && let Some((kind, msg, at)) = pending_progress.take()
                     {

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{MAX_LOGS_PER_ISSUE, StoreHandle, StoredLog};
 
 enum Msg {
-    Entry(StoredLog),
+    Entries(Vec<StoredLog>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -27,10 +27,16 @@ impl std::fmt::Debug for Msg {
 /// Entries written between prunes of one issue's log.
 const PRUNE_EVERY: u64 = 2_000;
 
+/// The most entries one `write` may carry.
+pub const MAX_BATCH: usize = 128;
+
+/// Queued `write`s (so at most `QUEUE * MAX_BATCH` entries wait for the database).
+const QUEUE: usize = 256;
+
 impl LogWriter {
     /// Starts the writer thread on `store`. It ends when every `LogWriter` clone is dropped.
     pub fn spawn(store: StoreHandle) -> LogWriter {
-        let (tx, mut rx) = mpsc::channel::<Msg>(8192);
+        let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
         std::thread::Builder::new()
             .name("itervox-log-writer".into())
             .spawn(move || {
@@ -41,7 +47,7 @@ impl LogWriter {
                     let mut next = Some(first);
                     while let Some(msg) = next.take() {
                         match msg {
-                            Msg::Entry(e) => batch.push(e),
+                            Msg::Entries(mut e) => batch.append(&mut e),
                             Msg::Flush(done) => flushes.push(done),
                         }
                         if batch.len() < 4096 {
@@ -73,10 +79,16 @@ impl LogWriter {
         LogWriter { tx }
     }
 
-    /// Queues an entry; waits when the queue is full (backpressure on the producer).
-    pub async fn write(&self, entry: StoredLog) {
-        if self.tx.send(Msg::Entry(entry)).await.is_err() {
-            tracing::error!("Log writer has stopped; entry dropped");
+    /// Queues entries (at most [`MAX_BATCH`] at a time is what keeps the queue bounded); waits when the
+    /// queue is full (backpressure on the producer).
+    pub async fn write(&self, entries: Vec<StoredLog>) {
+        debug_assert!(entries.len() <= MAX_BATCH);
+        if let Err(e) = self.tx.send(Msg::Entries(entries)).await {
+            let lost = match e.0 {
+                Msg::Entries(v) => v.len(),
+                Msg::Flush(_) => 0,
+            };
+            tracing::error!(entries = lost, "Log writer has stopped; entries dropped");
         }
     }
 

@@ -38,11 +38,7 @@ fn log(id: u64, identifier: &str, session: &str, seq: u64) -> StoredLog {
     let mut entry = IssueLogEntry::new(LogLevel::Info, LogEventKind::Text, format!("m{seq}"), "t".into());
     entry.session_id = Some(session.into());
     entry.seq = Some(seq);
-    StoredLog {
-        id,
-        identifier: identifier.into(),
-        entry,
-    }
+    StoredLog::new(id, identifier, entry)
 }
 
 #[test]
@@ -173,7 +169,7 @@ async fn log_writer_batches_and_flushes() {
     let handle = StoreHandle::new(Store::open_in_memory().unwrap());
     let writer = LogWriter::spawn(handle.clone());
     for seq in 1..=500 {
-        writer.write(log(seq, "A-1", "s1", seq)).await;
+        writer.write(vec![log(seq, "A-1", "s1", seq)]).await;
     }
     writer.flush().await;
     assert_eq!(handle.with(|s| s.logs("A-1", 0).unwrap().len()), 500);

@@ -533,13 +533,16 @@ fn enqueue_waits_for_writers_on_other_connections() {
             conn.execute_batch("CREATE TABLE IF NOT EXISTS churn (x INTEGER)")
                 .unwrap();
             while !stop.load(Ordering::Relaxed) {
-                let tx = conn.transaction().unwrap();
+                // Like the controller's own writers: the write lock first.
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .unwrap();
                 for i in 0..50 {
                     tx.execute("INSERT INTO churn (x) VALUES (?1)", [i]).unwrap();
                 }
                 tx.commit().unwrap();
                 commits.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_micros(200));
+                std::thread::sleep(Duration::from_micros(100));
             }
         })
     };
@@ -552,11 +555,13 @@ fn enqueue_waits_for_writers_on_other_connections() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut failures = Vec::new();
     let mut n = 0;
-    while n < 50 || (commits.load(Ordering::Relaxed) < before + 10 && std::time::Instant::now() < deadline) {
+    while n < 1000 || (commits.load(Ordering::Relaxed) < before + 10 && std::time::Instant::now() < deadline) {
         if let Err(e) = outbox.enqueue(&format!("move:A-1:{n}"), "A-1", move_to("Done")) {
             failures.push(e.to_string());
         }
         n += 1;
+        // Both sides pause between writes, as the controller's do, so neither starves the other.
+        std::thread::sleep(Duration::from_micros(100));
     }
     let during = commits.load(Ordering::Relaxed) - before;
     stop.store(true, Ordering::Relaxed);
