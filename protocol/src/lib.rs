@@ -35,7 +35,7 @@
 //! ```
 //!
 //! **Progress.** A `prepare_workspace` with `"progress":true` gets its log entries (the host starting
-//! to prepare, the fetch or clone, the `after_create` output) as
+//! to prepare, the fetch or clone, each `after_create` output line as the hook prints it) as
 //! `{"type":"progress","id":N,"entry":{...IssueLogEntry}}` frames as they happen, all of them before
 //! its one answer, whose `log` then stays empty. Without the key the entries come in the answer, so
 //! an older controller sees no new frame.

@@ -169,8 +169,8 @@ pub struct PrepareWorkspace {
     #[serde(default)]
     pub hooks: Hooks,
     /// Send the call's log entries as [`WorkerFrame::Progress`] frames as they happen (the fetch or
-    /// clone starting, the new worktree, the `after_create` output when the hook ends) instead of in
-    /// the answer's `log`. Absent or false: everything comes in the answer, as older controllers expect.
+    /// clone starting, each `after_create` output line as the hook prints it, the hook's outcome)
+    /// instead of in the answer's `log`. Absent or false: everything comes in the answer, as older controllers expect.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub progress: bool,
 }

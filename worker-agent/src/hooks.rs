@@ -57,6 +57,9 @@ pub struct HookContext<'a> {
     pub timeout: Duration,
     /// Extra environment (the controller's `env` for session hooks).
     pub env: &'a BTreeMap<String, String>,
+    /// When set, each output line goes out here as a log entry as the hook prints it (and
+    /// [`HookRun::log_entries`] then leaves the lines out).
+    pub live: Option<tokio::sync::mpsc::UnboundedSender<IssueLogEntry>>,
 }
 
 /// How a hook ended.
@@ -83,6 +86,8 @@ pub struct HookRun {
     pub truncated: bool,
     /// The last bytes of the output (even past the cap).
     pub tail: String,
+    /// The output lines were sent live (see [`HookContext::live`]).
+    pub streamed: bool,
     pub duration: Duration,
     pub timeout: Duration,
 }
@@ -96,15 +101,17 @@ pub async fn run_hook(kind: HookKind, script: &str, ctx: &HookContext<'_>, cance
         output: String::new(),
         truncated: false,
         tail: String::new(),
+        streamed: false,
         duration: Duration::ZERO,
         timeout: ctx.timeout,
     };
-    match run_inner(script, ctx, cancel).await {
+    match run_inner(kind, script, ctx, cancel).await {
         Ok(captured) => {
             run.result = captured.result;
             run.output = String::from_utf8_lossy(&captured.head).into_owned();
             run.tail = String::from_utf8_lossy(&captured.tail).into_owned();
             run.truncated = captured.truncated;
+            run.streamed = captured.streamed;
         }
         Err(e) => run.result = HookResult::SpawnFailed(e.to_string()),
     }
@@ -117,9 +124,15 @@ struct Captured {
     head: Vec<u8>,
     tail: Vec<u8>,
     truncated: bool,
+    streamed: bool,
 }
 
-async fn run_inner(script: &str, ctx: &HookContext<'_>, cancel: &CancellationToken) -> std::io::Result<Captured> {
+async fn run_inner(
+    kind: HookKind,
+    script: &str,
+    ctx: &HookContext<'_>,
+    cancel: &CancellationToken,
+) -> std::io::Result<Captured> {
     let (reader, writer) = std::io::pipe()?;
     let mut child = {
         let mut cmd = Command::new("sh");
@@ -137,7 +150,14 @@ async fn run_inner(script: &str, ctx: &HookContext<'_>, cancel: &CancellationTok
         process_group::spawn(&mut cmd)?
     };
     let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
-    let reading = tokio::spawn(capture(receiver));
+    let live = ctx.live.clone().map(|tx| LiveLines {
+        tx,
+        name: kind.as_str(),
+        partial: Vec::new(),
+        sent: 0,
+        ok: true,
+    });
+    let reading = tokio::spawn(capture(receiver, live));
 
     let result = tokio::select! {
         status = child.wait() => {
@@ -160,11 +180,11 @@ async fn run_inner(script: &str, ctx: &HookContext<'_>, cancel: &CancellationTok
     };
     // A process that left the group (setsid) may still hold the pipe; do not wait for it forever.
     let abort = reading.abort_handle();
-    let (head, tail, truncated) = match tokio::time::timeout(Duration::from_secs(2), reading).await {
+    let (head, tail, truncated, streamed) = match tokio::time::timeout(Duration::from_secs(2), reading).await {
         Ok(Ok(captured)) => captured,
         _ => {
             abort.abort();
-            (Vec::new(), Vec::new(), false)
+            (Vec::new(), Vec::new(), false, false)
         }
     };
     Ok(Captured {
@@ -172,10 +192,62 @@ async fn run_inner(script: &str, ctx: &HookContext<'_>, cancel: &CancellationTok
         head,
         tail,
         truncated,
+        streamed,
     })
 }
 
-async fn capture(mut receiver: tokio::net::unix::pipe::Receiver) -> (Vec<u8>, Vec<u8>, bool) {
+/// Sends a hook's output line by line as it arrives, within the same cap as the captured output.
+struct LiveLines {
+    tx: tokio::sync::mpsc::UnboundedSender<IssueLogEntry>,
+    name: &'static str,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    /// Output bytes handled so far.
+    sent: usize,
+    /// False once a send failed (nobody listens): the lines then come in the log entries instead.
+    ok: bool,
+}
+
+impl LiveLines {
+    fn feed(&mut self, chunk: &[u8]) {
+        let room = OUTPUT_CAP.saturating_sub(self.sent);
+        let chunk = &chunk[..chunk.len().min(room)];
+        self.sent += chunk.len();
+        self.partial.extend_from_slice(chunk);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.send(&line[..end]);
+        }
+    }
+
+    /// Sends the last, unterminated line; returns whether every line was delivered.
+    fn finish(mut self) -> bool {
+        let rest = std::mem::take(&mut self.partial);
+        self.send(&rest);
+        self.ok
+    }
+
+    fn send(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches('\r');
+        if text.trim().is_empty() {
+            return;
+        }
+        let entry = IssueLogEntry::new(
+            LogLevel::Info,
+            LogEventKind::Info,
+            format!("{}: {text}", self.name),
+            crate::timestamp::rfc3339(Utc::now()),
+        )
+        .with_detail(format!("{{\"hook\":\"{}\"}}", self.name));
+        self.ok &= self.tx.send(entry).is_ok();
+    }
+}
+
+async fn capture(
+    mut receiver: tokio::net::unix::pipe::Receiver,
+    mut live: Option<LiveLines>,
+) -> (Vec<u8>, Vec<u8>, bool, bool) {
     let mut head = Vec::new();
     let mut tail: Vec<u8> = Vec::new();
     let mut truncated = false;
@@ -186,6 +258,9 @@ async fn capture(mut receiver: tokio::net::unix::pipe::Receiver) -> (Vec<u8>, Ve
             Ok(n) => n,
         };
         let chunk = &buf[..n];
+        if let Some(live) = live.as_mut() {
+            live.feed(chunk);
+        }
         let room = OUTPUT_CAP.saturating_sub(head.len());
         head.extend_from_slice(&chunk[..room.min(n)]);
         if n > room {
@@ -199,7 +274,8 @@ async fn capture(mut receiver: tokio::net::unix::pipe::Receiver) -> (Vec<u8>, Ve
     if tail.len() > TAIL_CAP {
         tail.drain(..tail.len() - TAIL_CAP);
     }
-    (head, tail, truncated)
+    let streamed = live.is_some_and(LiveLines::finish);
+    (head, tail, truncated, streamed)
 }
 
 impl HookRun {
@@ -241,8 +317,8 @@ impl HookRun {
         let time = crate::timestamp::rfc3339(now);
         let name = self.kind.as_str();
         let detail = format!("{{\"hook\":\"{name}\"}}");
-        let mut entries: Vec<IssueLogEntry> = self
-            .output
+        let lines = if self.streamed { "" } else { self.output.as_str() };
+        let mut entries: Vec<IssueLogEntry> = lines
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|line| {

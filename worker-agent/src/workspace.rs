@@ -160,6 +160,11 @@ impl CallLog {
         }
     }
 
+    /// Where entries go live, if they do (for a hook's output lines as it prints them).
+    pub fn live_sender(&self) -> Option<tokio::sync::mpsc::UnboundedSender<IssueLogEntry>> {
+        self.live.clone()
+    }
+
     /// The entries that were not sent live.
     pub fn into_kept(self) -> Vec<IssueLogEntry> {
         self.kept
@@ -240,6 +245,7 @@ pub async fn prepare(
             issue: &req.issue,
             timeout: hook_timeout(&req.hooks),
             env: &env,
+            live: log.live_sender(),
         };
         let run = run_hook(HookKind::AfterCreate, script, &ctx, &CancellationToken::new()).await;
         log.extend(run.log_entries(now()));
@@ -404,6 +410,7 @@ pub async fn remove(
             issue: &req.issue,
             timeout: hook_timeout(&req.hooks),
             env: &env,
+            live: None,
         };
         let run = run_hook(HookKind::BeforeRemove, script, &ctx, &CancellationToken::new()).await;
         if !run.succeeded() {

@@ -95,14 +95,14 @@ async fn hook_output_reaches_the_issue_log_and_a_failing_before_run_fails_the_at
     t.wait_tracker_state("H-2", "In Progress").await;
 }
 
-/// The host's entries reach the issue's log while it still prepares the worktree: the first one (the host
-/// starting on it) is there before a slow `after_create` hook has finished.
+/// The host's entries reach the issue's log while it still prepares the worktree: the host starting on
+/// it, then each line a slow `after_create` hook prints, before the hook has finished.
 #[tokio::test]
 async fn the_hosts_entries_arrive_while_a_slow_after_create_still_runs() {
     let project = Project::new(
         &[IssueSpec::new("P-1", "Todo", "Quick. [demo:sleep=1]")],
         "",
-        "hooks:\n  after_create: sleep 5; echo warmed up\n  timeout_ms: 60000\n",
+        "hooks:\n  after_create: echo warming up; sleep 5; echo warmed up\n  timeout_ms: 60000\n",
     );
     let ctl = ControllerProcess::start(&project.workflow, &project.state_dir, &[])
         .await
@@ -110,13 +110,15 @@ async fn the_hosts_entries_arrive_while_a_slow_after_create_still_runs() {
     let api = Api::new(&ctl.api(), None);
     let t = Setup { project, ctl, api };
 
-    let early = eventually("the host's first entry in P-1's log", || async {
+    let early = eventually("the hook's first line in P-1's log", || async {
         let msgs = messages(&t.logs("P-1").await);
-        msgs.iter()
-            .any(|m| m.contains("preparing the worktree of P-1"))
-            .then_some(msgs)
+        msgs.iter().any(|m| m == "after_create: warming up").then_some(msgs)
     })
     .await;
+    assert!(
+        early.iter().any(|m| m.contains("preparing the worktree of P-1")),
+        "{early:#?}"
+    );
     assert!(
         !early.iter().any(|m| m == "after_create: warmed up"),
         "the host's entries came only with the end of the hook: {early:#?}"

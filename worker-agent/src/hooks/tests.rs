@@ -8,6 +8,7 @@ fn ctx<'a>(dir: &'a Path, env: &'a BTreeMap<String, String>, timeout: Duration) 
         issue: "ITX-7",
         timeout,
         env,
+        live: None,
     }
 }
 
@@ -122,4 +123,53 @@ async fn output_is_capped() {
     assert!(run.truncated);
     assert_eq!(run.output.len(), OUTPUT_CAP);
     assert!(run.tail.contains("THE-END"));
+}
+
+/// With a live channel, each output line goes out as the hook prints it (the last one even without a
+/// newline), and the log entries then hold only the outcome; when nobody listens, the lines come in the
+/// log entries as usual.
+#[tokio::test]
+async fn live_lines_go_out_as_the_hook_prints_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = BTreeMap::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let dir = tmp.path().to_path_buf();
+    let hook = tokio::spawn(async move {
+        let env = BTreeMap::new();
+        let mut c = ctx(&dir, &env, Duration::from_secs(20));
+        c.live = Some(tx);
+        run_hook(
+            HookKind::AfterCreate,
+            "echo one; sleep 3; printf 'two\\nthree'",
+            &c,
+            &CancellationToken::new(),
+        )
+        .await
+    });
+    let first = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+        .await
+        .expect("the first line arrives while the hook still runs")
+        .unwrap();
+    assert_eq!(first.message, "after_create: one");
+    assert_eq!(first.detail.as_deref(), Some("{\"hook\":\"after_create\"}"));
+    assert!(!hook.is_finished(), "the hook is still sleeping");
+    let run = hook.await.unwrap();
+    assert!(run.succeeded() && run.streamed, "{run:?}");
+    let mut rest = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        rest.push(e.message);
+    }
+    assert_eq!(rest, vec!["after_create: two", "after_create: three"]);
+    let entries = run.log_entries(Utc::now());
+    assert_eq!(entries.len(), 1, "only the outcome: {entries:?}");
+
+    // Nobody listening: nothing is lost, the lines are in the entries.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    drop(rx);
+    let mut c = ctx(tmp.path(), &env, Duration::from_secs(20));
+    c.live = Some(tx);
+    let run = run_hook(HookKind::AfterCreate, "echo kept", &c, &CancellationToken::new()).await;
+    assert!(!run.streamed);
+    let messages: Vec<String> = run.log_entries(Utc::now()).into_iter().map(|e| e.message).collect();
+    assert!(messages.contains(&"after_create: kept".to_string()), "{messages:?}");
 }

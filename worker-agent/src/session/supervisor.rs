@@ -308,6 +308,7 @@ impl Supervisor {
             issue: &self.spec.issue,
             timeout: hook_timeout(&self.spec.hooks),
             env: &self.spec.env,
+            live: None,
         }
     }
 
