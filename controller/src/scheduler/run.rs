@@ -320,30 +320,30 @@ async fn follow(
             e
         } else {
             tokio::select! {
-            biased;
-            // Cancel-safe: a pending receive loses nothing; the journal replays on the next attach.
-            _ = spec.cancel.cancelled(), if cancel_sent_at.is_none() => {
-                cancel_sent_at = Some(Instant::now());
-                let body = RequestBody::Cancel(Cancel { session_id: spec.session_id.clone(), grace_ms: spec.cancel_grace.as_millis() as u64 });
-                match spec.link.call::<serde_json::Value>(body).await {
-                    Ok(_) => continue,
-                    // The host is unreachable: the scheduler records the session as stale and the host
-                    // cancels it when it comes back.
-                    Err(_) => return RunOutcome::Stopped,
+                biased;
+                // Cancel-safe: a pending receive loses nothing; the journal replays on the next attach.
+                _ = spec.cancel.cancelled(), if cancel_sent_at.is_none() => {
+                    cancel_sent_at = Some(Instant::now());
+                    let body = RequestBody::Cancel(Cancel { session_id: spec.session_id.clone(), grace_ms: spec.cancel_grace.as_millis() as u64 });
+                    match spec.link.call::<serde_json::Value>(body).await {
+                        Ok(_) => continue,
+                        // The host is unreachable: the scheduler records the session as stale and the host
+                        // cancels it when it comes back.
+                        Err(_) => return RunOutcome::Stopped,
+                    }
                 }
-            }
-            _ = sleep_until_opt(grace_deadline) => return RunOutcome::Stopped,
-            _ = tokio::time::sleep(Duration::from_millis(250)), if pending_progress.is_some() => {
-                if let Some((kind, msg, at)) = pending_progress.take() {
-                    send(spec, RunEvent::Progress { last_event: kind, last_message: msg, at, subagents }).await;
-                    last_progress_sent = Instant::now();
+                _ = sleep_until_opt(grace_deadline) => return RunOutcome::Stopped,
+                _ = tokio::time::sleep(Duration::from_millis(250)), if pending_progress.is_some() => {
+                    if let Some((kind, msg, at)) = pending_progress.take() {
+                        send(spec, RunEvent::Progress { last_event: kind, last_message: msg, at, subagents }).await;
+                        last_progress_sent = Instant::now();
+                    }
+                    continue;
                 }
-                continue;
-            }
-            e = feed.recv() => match e {
-                Some(e) => e,
-                None => return failed("the session's event feed closed unexpectedly"),
-            },
+                e = feed.recv() => match e {
+                    Some(e) => e,
+                    None => return failed("the session's event feed closed unexpectedly"),
+                },
             }
         };
         let seq = event.seq();
