@@ -330,6 +330,15 @@ impl Store {
         Ok(Store { conn })
     }
 
+    /// A transaction that holds the write lock from its start (`BEGIN IMMEDIATE`, waiting through the
+    /// busy timeout): other connections write to the same database, and a deferred transaction that
+    /// reads first cannot wait for the lock when it then writes.
+    fn write_tx(&mut self, op: &'static str) -> Result<rusqlite::Transaction<'_>, StoreError> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .ctx(op)
+    }
+
     // ----- runs -----
 
     pub fn insert_run(&self, r: &RunRecord) -> Result<(), StoreError> {
@@ -426,11 +435,7 @@ impl Store {
 
     /// Appends entries in one transaction; an entry whose (session, seq) is already stored is skipped.
     pub fn append_logs(&mut self, logs: &[StoredLog]) -> Result<(), StoreError> {
-        // IMMEDIATE: wait for the write lock up front instead of failing an upgrade mid-transaction.
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .ctx("log transaction")?;
+        let tx = self.write_tx("log transaction")?;
         {
             let mut st = tx
                 .prepare_cached("INSERT OR IGNORE INTO log_entries (id, identifier, session_id, seq, json) VALUES (?1, ?2, ?3, ?4, ?5)")
@@ -512,10 +517,7 @@ impl Store {
     }
 
     pub fn clear_logs(&mut self, identifier: &str) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .ctx("clear logs")?;
+        let tx = self.write_tx("clear logs")?;
         let last: Option<i64> = tx
             .query_row(
                 "SELECT MAX(id) FROM log_entries WHERE identifier = ?1",
@@ -532,10 +534,7 @@ impl Store {
     }
 
     pub fn clear_all_logs(&mut self) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .ctx("clear all logs")?;
+        let tx = self.write_tx("clear all logs")?;
         let last: Option<i64> = tx
             .query_row("SELECT MAX(id) FROM log_entries", [], |r| r.get(0))
             .ctx("clear all logs")?;
@@ -570,10 +569,7 @@ impl Store {
 
     /// Keeps only the newest `keep` entries of an issue.
     pub fn prune_logs(&mut self, identifier: &str, keep: u64) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .ctx("prune logs")?;
+        let tx = self.write_tx("prune logs")?;
         let cut: Option<i64> = tx
             .query_row(
                 "SELECT id FROM log_entries WHERE identifier = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",

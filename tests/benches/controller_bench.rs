@@ -16,13 +16,12 @@
 //! reading the stored entries. Prints a table; asserts nothing about speed. `BENCH_LOG=debug` sets the controller's `ITERVOX_LOG` and
 //! `BENCH_DUMP=file` writes its output there after (a) (the run's timing notes are at debug level).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use itervox_tests::binaries::bin_path;
 use itervox_tests::controller::{Api, ControllerProcess};
+use itervox_tests::openssh::OpenSsh;
 use itervox_tests::project::Project;
 use itervox_tests::sse::SseStream;
 use itervox_tests::sshd::{SshHost, SshLab};
@@ -266,7 +265,7 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
     let line = format!("{{\"seq\":0,\"text\":\"{}\"}}\n", "x".repeat(LINE_BYTES - 20));
     fs_err::write(&file, line.repeat(n))?;
     let started = Instant::now();
-    let lines = ssh_cat(&lab, &host, &file)?;
+    let (lines, _) = OpenSsh::new(&lab, &host).count_lines(&format!("cat {}", file.display()))?;
     let secs = started.elapsed().as_secs_f64();
     if lines != n {
         bail!("ssh read {lines} lines of {n}");
@@ -410,7 +409,7 @@ async fn replay(
 
     let journal_bytes = fs_err::metadata(&journal)?.len() as f64;
     let started = Instant::now();
-    let lines = ssh_cat(lab, host, &journal)?;
+    let (lines, _) = OpenSsh::new(lab, host).count_lines(&format!("cat {}", journal.display()))?;
     let secs = started.elapsed().as_secs_f64();
     let base = (
         "    baseline: ssh host cat of that journal file".to_string(),
@@ -439,38 +438,4 @@ fn journal_ended(path: &std::path::Path) -> anyhow::Result<bool> {
         .rsplit('\n')
         .next()
         .is_some_and(|l| l.contains("\"session_exit\"")))
-}
-
-/// `ssh host cat file` with the lab's key and known_hosts, counting lines as they arrive.
-fn ssh_cat(lab: &SshLab, host: &SshHost, file: &std::path::Path) -> anyhow::Result<usize> {
-    let mut child = Command::new("ssh")
-        .args(["-F", "/dev/null", "-T", "-i"])
-        .arg(&lab.client_key().private_key)
-        .args(["-p", &host.port().to_string()])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", lab.known_hosts().display()))
-        .args([
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg(format!("root@{}", host.addr()))
-        .arg(format!("cat {}", file.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("running ssh")?;
-    let stdout = child.stdout.take().context("ssh stdout")?;
-    let mut count = 0;
-    for line in BufReader::with_capacity(64 * 1024, stdout).lines() {
-        line?;
-        count += 1;
-    }
-    child.wait()?;
-    Ok(count)
 }

@@ -9,14 +9,14 @@
 //! into the controller's protocol client, versus `ssh host cat` of the same journal file. Prints a
 //! table; asserts nothing about speed.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use itervox::config::HostKeyPolicy;
 use itervox::hosts::ssh::{SshClient, SshConnection};
+use itervox_tests::openssh::OpenSsh;
 use itervox_tests::sshd::{SshHost, SshLab};
 use tokio::io::AsyncBufReadExt;
 
@@ -183,7 +183,10 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
         bail!("russh read {count} lines of {}", rounds.lines);
     }
     let started = Instant::now();
-    let count = ssh.count_lines(&command)?;
+    let (count, bytes) = ssh.count_lines(&command)?;
+    if bytes != count * LINE_BYTES {
+        bail!("ssh read {bytes} bytes in {count} lines of {LINE_BYTES}");
+    }
     table.throughput("    ssh host cat file", count, started.elapsed());
     if count != rounds.lines {
         bail!("ssh read {count} lines of {}", rounds.lines);
@@ -194,7 +197,7 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
     // `ssh host cat` of the very same journal file.
     let journal = replay_journal(&conn, &host, rounds.journal, &mut table).await?;
     let started = Instant::now();
-    let (count, bytes) = ssh.count_any_lines(&format!("cat {}", journal.display()))?;
+    let (count, bytes) = ssh.count_lines(&format!("cat {}", journal.display()))?;
     let secs = started.elapsed().as_secs_f64();
     table.rows.push((
         "    ssh host cat of the same journal file".to_string(),
@@ -368,129 +371,4 @@ fn write_lines(path: &Path, lines: usize) -> anyhow::Result<()> {
     }
     fs_err::write(path, text)?;
     Ok(())
-}
-
-/// The OpenSSH client with the lab's key and known_hosts, nothing from ~/.ssh.
-struct OpenSsh {
-    args: Vec<String>,
-    destination: String,
-}
-
-impl OpenSsh {
-    fn new(lab: &SshLab, host: &SshHost) -> OpenSsh {
-        let args = [
-            "-F",
-            "/dev/null",
-            "-T",
-            "-i",
-            &lab.client_key().private_key.display().to_string(),
-            "-p",
-            &host.port().to_string(),
-            "-o",
-            &format!("UserKnownHostsFile={}", lab.known_hosts().display()),
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        OpenSsh {
-            args,
-            destination: format!("root@{}", host.addr()),
-        }
-    }
-
-    fn command(&self, control: Option<&Path>) -> Command {
-        let mut cmd = Command::new("ssh");
-        cmd.args(&self.args);
-        if let Some(socket) = control {
-            cmd.arg("-o").arg(format!("ControlPath={}", socket.display()));
-        }
-        cmd.stdin(Stdio::null());
-        cmd
-    }
-
-    fn run_true(&self, control: Option<&Path>) -> anyhow::Result<()> {
-        let out = self
-            .command(control)
-            .arg(&self.destination)
-            .arg("true")
-            .output()
-            .context("running ssh")?;
-        if !out.status.success() {
-            bail!("ssh true failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    }
-
-    fn start_master(&self, control: &Path) -> anyhow::Result<()> {
-        let out = self
-            .command(Some(control))
-            .args(["-M", "-f", "-N", "-o", "ControlPersist=yes"])
-            .arg(&self.destination)
-            .output()?;
-        if !out.status.success() {
-            bail!("ssh ControlMaster failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    }
-
-    fn stop_master(&self, control: &Path) {
-        let _ = self
-            .command(Some(control))
-            .args(["-O", "exit"])
-            .arg(&self.destination)
-            .output();
-    }
-
-    fn count_lines(&self, command: &str) -> anyhow::Result<usize> {
-        let mut child = self
-            .command(None)
-            .arg(&self.destination)
-            .arg(command)
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdout = child.stdout.take().context("ssh stdout")?;
-        let mut count = 0;
-        for line in BufReader::with_capacity(64 * 1024, stdout).lines() {
-            let line = line?;
-            if line.len() + 1 != LINE_BYTES {
-                bail!("line {count} has {} bytes", line.len() + 1);
-            }
-            count += 1;
-        }
-        child.wait()?;
-        Ok(count)
-    }
-
-    /// Lines and bytes of `command`'s output, whatever the lines' lengths.
-    fn count_any_lines(&self, command: &str) -> anyhow::Result<(usize, usize)> {
-        let mut child = self
-            .command(None)
-            .arg(&self.destination)
-            .arg(command)
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdout = child.stdout.take().context("ssh stdout")?;
-        let (mut count, mut bytes) = (0, 0);
-        let mut reader = BufReader::with_capacity(64 * 1024, stdout);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line)?;
-            if n == 0 {
-                break;
-            }
-            count += 1;
-            bytes += n;
-        }
-        child.wait()?;
-        Ok((count, bytes))
-    }
 }

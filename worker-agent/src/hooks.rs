@@ -196,6 +196,17 @@ async fn run_inner(
     })
 }
 
+/// The `detail` of a hook's log entries.
+fn hook_detail(name: &str) -> String {
+    format!("{{\"hook\":\"{name}\"}}")
+}
+
+/// One line of a hook's output as a log entry.
+fn output_line(name: &str, line: &str, time: String) -> IssueLogEntry {
+    IssueLogEntry::new(LogLevel::Info, LogEventKind::Info, format!("{name}: {line}"), time)
+        .with_detail(hook_detail(name))
+}
+
 /// Sends a hook's output line by line as it arrives, within the same cap as the captured output.
 struct LiveLines {
     tx: tokio::sync::mpsc::UnboundedSender<IssueLogEntry>,
@@ -233,13 +244,7 @@ impl LiveLines {
         if text.trim().is_empty() {
             return;
         }
-        let entry = IssueLogEntry::new(
-            LogLevel::Info,
-            LogEventKind::Info,
-            format!("{}: {text}", self.name),
-            crate::timestamp::rfc3339(Utc::now()),
-        )
-        .with_detail(format!("{{\"hook\":\"{}\"}}", self.name));
+        let entry = output_line(self.name, text, crate::timestamp::rfc3339(Utc::now()));
         self.ok &= self.tx.send(entry).is_ok();
     }
 }
@@ -316,20 +321,12 @@ impl HookRun {
     pub fn log_entries(&self, now: DateTime<Utc>) -> Vec<IssueLogEntry> {
         let time = crate::timestamp::rfc3339(now);
         let name = self.kind.as_str();
-        let detail = format!("{{\"hook\":\"{name}\"}}");
+        let detail = hook_detail(name);
         let lines = if self.streamed { "" } else { self.output.as_str() };
         let mut entries: Vec<IssueLogEntry> = lines
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|line| {
-                IssueLogEntry::new(
-                    LogLevel::Info,
-                    LogEventKind::Info,
-                    format!("{name}: {line}"),
-                    time.clone(),
-                )
-                .with_detail(detail.clone())
-            })
+            .map(|line| output_line(name, line, time.clone()))
             .collect();
         if self.truncated {
             entries.push(

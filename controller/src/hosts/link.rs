@@ -315,10 +315,15 @@ impl HostLink {
         timeout: Duration,
     ) -> Result<T, LinkError> {
         let client = self.current()?;
-        client.call(body, timeout).await.map_err(|source| LinkError::Call {
+        client.call(body, timeout).await.map_err(self.call_failed())
+    }
+
+    /// Names this host in a failed call's error.
+    fn call_failed(&self) -> impl Fn(WorkerCallError) -> LinkError + '_ {
+        |source| LinkError::Call {
             host: self.shared.name.clone(),
             source,
-        })
+        }
     }
 
     /// `call` for a request that asked for progress: its entries arrive on `progress` while it runs,
@@ -332,10 +337,7 @@ impl HostLink {
         client
             .call_with_progress(body, self.shared.settings.call_timeout, Some(progress))
             .await
-            .map_err(|source| LinkError::Call {
-                host: self.shared.name.clone(),
-                source,
-            })
+            .map_err(self.call_failed())
     }
 
     /// Like `call`, but over the bulk stream (opened on first use), so a large answer does not hold up
@@ -349,10 +351,7 @@ impl HostLink {
         client
             .call(body, self.shared.settings.call_timeout)
             .await
-            .map_err(|source| LinkError::Call {
-                host: self.shared.name.clone(),
-                source,
-            })
+            .map_err(self.call_failed())
     }
 
     /// True while a bulk stream is open.

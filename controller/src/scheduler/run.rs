@@ -142,12 +142,20 @@ async fn call_patiently<T: serde::de::DeserializeOwned>(
     let until = Instant::now() + deadline;
     loop {
         match spec.link.call::<T>(body.clone()).await {
-            Err(e) if e.is_transport() && Instant::now() < until && !spec.cancel.is_cancelled() => {
-                let _ = spec.link.wait_up(Duration::from_secs(2)).await;
-            }
+            Err(e) if retry_after_link_loss(spec, &e, until).await => {}
             r => return r,
         }
     }
+}
+
+/// Whether a failed call is worth another try: the link (not the worker) failed, the deadline has not
+/// passed and the run is not cancelled. Waits (a little) for the link to come back first.
+async fn retry_after_link_loss(spec: &RunSpec, e: &LinkError, until: Instant) -> bool {
+    if !e.is_transport() || Instant::now() >= until || spec.cancel.is_cancelled() {
+        return false;
+    }
+    let _ = spec.link.wait_up(Duration::from_secs(2)).await;
+    true
 }
 
 /// `prepare_workspace` with progress: the host's entries (fetching, the new worktree, hook output) reach the
@@ -175,9 +183,7 @@ async fn prepare_live(
             publish_host_entry(spec, entry).await;
         }
         match result {
-            Err(e) if e.is_transport() && Instant::now() < until && !spec.cancel.is_cancelled() => {
-                let _ = spec.link.wait_up(Duration::from_secs(2)).await;
-            }
+            Err(e) if retry_after_link_loss(spec, &e, until).await => {}
             r => return r,
         }
     }

@@ -2,7 +2,7 @@
 //! to the session that kept running on its host, and stores every log entry exactly once; pending input
 //! and pauses survive it.
 
-use itervox_tests::controller::{Api, snap};
+use itervox_tests::controller::snap;
 use itervox_tests::project::IssueSpec;
 
 use crate::{Setup, eventually, journal_log_seqs, s, seqs_by_session, tail};
@@ -37,12 +37,7 @@ async fn a_killed_controller_reattaches_and_the_session_finishes_once() {
     let before_max = before.iter().filter_map(|e| e["seq"].as_u64()).max().unwrap();
 
     t.ctl.kill9().await;
-    t.ctl = t
-        .ctl
-        .restart()
-        .await
-        .expect("the controller restarts on the same state");
-    t.api = Api::new(&t.ctl.api(), None);
+    t.restart().await;
 
     // History from before the crash is there at once.
     let st = t.state_now().await;
@@ -120,12 +115,7 @@ async fn a_local_session_outlives_a_controller_absence_longer_than_the_host_leas
         "the local session ended while the controller was away: {}",
         std::fs::read_to_string(&exit).unwrap_or_default()
     );
-    t.ctl = t
-        .ctl
-        .restart()
-        .await
-        .expect("the controller restarts on the same state");
-    t.api = Api::new(&t.ctl.api(), None);
+    t.restart().await;
 
     let st = t
         .wait("K-9 finished after the restart", |s| {
@@ -162,12 +152,7 @@ async fn pending_input_and_pauses_survive_a_killed_controller() {
     .await;
 
     t.ctl.kill9().await;
-    t.ctl = t
-        .ctl
-        .restart()
-        .await
-        .expect("the controller restarts on the same state");
-    t.api = Api::new(&t.ctl.api(), None);
+    t.restart().await;
 
     let st = t.state_now().await;
     let again = snap::input_required(&st, "K-3").expect("K-3 still waits for input");

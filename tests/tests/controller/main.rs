@@ -183,4 +183,15 @@ impl Setup {
     pub async fn state_now(&self) -> Value {
         self.api.state().await.expect("state")
     }
+
+    /// A new controller on the same workflow and state (the old one must be gone), and an API client
+    /// for it.
+    pub async fn restart(&mut self) {
+        self.ctl = self
+            .ctl
+            .restart()
+            .await
+            .expect("the controller restarts on the same state");
+        self.api = Api::new(&self.ctl.api(), None);
+    }
 }
