@@ -9,15 +9,6 @@ use tokio::sync::broadcast;
 
 use crate::store::{LogWriter, MAX_BATCH, StoreHandle, StoredLog};
 
-/// One published entry. `json` is the entry serialized once for every SSE client.
-#[derive(Debug, Clone)]
-pub struct LogRecord {
-    pub id: u64,
-    pub identifier: String,
-    pub entry: IssueLogEntry,
-    pub json: String,
-}
-
 /// Publishes log entries. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct LogHub {
@@ -30,7 +21,7 @@ struct Inner {
     /// last one they sent) see ids in order.
     order: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
-    tx: broadcast::Sender<Arc<LogRecord>>,
+    tx: broadcast::Sender<Arc<StoredLog>>,
     writer: LogWriter,
     store: StoreHandle,
 }
@@ -67,30 +58,28 @@ impl LogHub {
     /// serialized once, for the store and every follower); returns the last id (0 for none).
     pub async fn publish_many(&self, identifier: &str, entries: Vec<IssueLogEntry>) -> u64 {
         let mut last = 0;
-        let mut entries = entries.into_iter().peekable();
-        while entries.peek().is_some() {
-            let chunk: Vec<IssueLogEntry> = entries.by_ref().take(MAX_BATCH).collect();
-            let _order = self.inner.order.lock().await;
-            let first = self.inner.next_id.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        let identifier: Arc<str> = identifier.into();
+        for chunk in entries.chunks(MAX_BATCH) {
+            // Serialized before the ids are taken, so the lock is held only to number and hand over.
             let stored: Vec<StoredLog> = chunk
+                .iter()
+                .map(|entry| StoredLog::new(0, identifier.clone(), entry))
+                .collect();
+            let _order = self.inner.order.lock().await;
+            let first = self.inner.next_id.fetch_add(stored.len() as u64, Ordering::Relaxed);
+            let stored: Vec<Arc<StoredLog>> = stored
                 .into_iter()
                 .enumerate()
-                .map(|(i, entry)| StoredLog::new(first + i as u64, identifier, entry))
-                .collect();
-            let records: Vec<Arc<LogRecord>> = stored
-                .iter()
-                .map(|l| {
-                    Arc::new(LogRecord {
-                        id: l.id,
-                        identifier: identifier.to_string(),
-                        entry: l.entry.clone(),
-                        json: l.json.clone(),
-                    })
+                .map(|(i, mut l)| {
+                    l.id = first + i as u64;
+                    Arc::new(l)
                 })
                 .collect();
-            last = first + records.len() as u64 - 1;
-            self.inner.writer.write(stored).await;
-            for r in records {
+            last = first + stored.len() as u64 - 1;
+            // Queued for the store before followers see them: a follower that falls behind replays from
+            // the store after a flush, which must find every entry it was not sent.
+            self.inner.writer.write(stored.clone()).await;
+            for r in stored {
                 let _ = self.inner.tx.send(r);
             }
         }
@@ -98,7 +87,7 @@ impl LogHub {
     }
 
     /// Live entries of every issue, from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRecord>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredLog>> {
         self.inner.tx.subscribe()
     }
 

@@ -9,12 +9,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use itervox_protocol::IssueLogEntry;
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod log_writer;
+mod logs;
 
 pub use log_writer::{LogWriter, MAX_BATCH};
+pub use logs::{LogLine, StoredLog};
 
 /// A database failure; the message names the operation.
 #[derive(Debug, thiserror::Error)]
@@ -64,23 +65,6 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 CREATE INDEX IF NOT EXISTS runs_by_identifier ON runs(identifier);
-
-CREATE TABLE IF NOT EXISTS log_entries (
-    id INTEGER PRIMARY KEY,
-    identifier TEXT NOT NULL,
-    session_id TEXT,
-    seq INTEGER,
-    json TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS log_entries_by_identifier ON log_entries(identifier, id);
-CREATE UNIQUE INDEX IF NOT EXISTS log_entries_by_session_seq ON log_entries(session_id, seq)
-    WHERE session_id IS NOT NULL AND seq IS NOT NULL;
--- Per issue ('*' for all of them), the highest log id removed by pruning or clearing: a follower whose
--- cursor is below it has missed entries and is told so.
-CREATE TABLE IF NOT EXISTS log_pruned (
-    identifier TEXT PRIMARY KEY,
-    max_id INTEGER NOT NULL
-);
 
 CREATE TABLE IF NOT EXISTS retry_queue (
     identifier TEXT PRIMARY KEY,
@@ -260,28 +244,6 @@ pub struct OverrideRecord {
     pub backend: Option<String>,
 }
 
-/// A log entry as stored: its controller-wide id (the SSE event id) and the issue it belongs to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredLog {
-    pub id: u64,
-    pub identifier: String,
-    pub entry: IssueLogEntry,
-    /// `entry` as stored (and served): serialized once, by whoever made the entry.
-    pub json: String,
-}
-
-impl StoredLog {
-    pub fn new(id: u64, identifier: &str, entry: IssueLogEntry) -> StoredLog {
-        let json = serde_json::to_string(&entry).unwrap_or_default();
-        StoredLog {
-            id,
-            identifier: identifier.to_string(),
-            entry,
-            json,
-        }
-    }
-}
-
 fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -322,12 +284,17 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").ctx("journal_mode")?;
         conn.pragma_update(None, "synchronous", "NORMAL").ctx("synchronous")?;
         conn.execute_batch(SCHEMA).ctx("schema")?;
-        conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1')",
-            [],
-        )
-        .ctx("schema version")?;
-        Ok(Store { conn })
+        conn.execute_batch(logs::SCHEMA).ctx("log schema")?;
+        let mut store = Store { conn };
+        store.migrate_log_entries()?;
+        store
+            .conn
+            .execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '2')",
+                [],
+            )
+            .ctx("schema version")?;
+        Ok(store)
     }
 
     /// A transaction that holds the write lock from its start (`BEGIN IMMEDIATE`, waiting through the
@@ -429,164 +396,6 @@ impl Store {
                 },
             )
             .ctx("totals")
-    }
-
-    // ----- logs -----
-
-    /// Appends entries in one transaction; an entry whose (session, seq) is already stored is skipped.
-    pub fn append_logs(&mut self, logs: &[StoredLog]) -> Result<(), StoreError> {
-        let tx = self.write_tx("log transaction")?;
-        {
-            let mut st = tx
-                .prepare_cached("INSERT OR IGNORE INTO log_entries (id, identifier, session_id, seq, json) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .ctx("append logs")?;
-            for l in logs {
-                st.execute(params![
-                    l.id as i64,
-                    l.identifier,
-                    l.entry.session_id,
-                    l.entry.seq.map(|s| s as i64),
-                    l.json
-                ])
-                .ctx("append logs")?;
-            }
-        }
-        tx.commit().ctx("commit logs")
-    }
-
-    /// Every stored entry of an issue, oldest first, with ids above `after_id`.
-    pub fn logs(&self, identifier: &str, after_id: u64) -> Result<Vec<StoredLog>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id, json FROM log_entries WHERE identifier = ?1 AND id > ?2 ORDER BY id")
-            .ctx("read logs")?;
-        let rows = st
-            .query_map(params![identifier, after_id as i64], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
-            })
-            .ctx("read logs")?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, json) = row.ctx("read logs")?;
-            if let Ok(entry) = serde_json::from_str(&json) {
-                out.push(StoredLog {
-                    id,
-                    identifier: identifier.to_string(),
-                    entry,
-                    json,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// The highest stored seq of a session (0 when none).
-    pub fn max_log_seq(&self, session_id: &str) -> Result<u64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM log_entries WHERE session_id = ?1",
-                [session_id],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|v| v as u64)
-            .ctx("max log seq")
-    }
-
-    /// The highest journal seq of a session whose effect is recorded: the runs' `last_seq` and the
-    /// stored log entries (0 when none). The next run of the session follows from the seq after it.
-    pub fn session_cursor(&self, session_id: &str) -> Result<u64, StoreError> {
-        let runs: i64 = self
-            .conn
-            .query_row(
-                "SELECT COALESCE(MAX(last_seq), 0) FROM runs WHERE session_id = ?1",
-                [session_id],
-                |r| r.get(0),
-            )
-            .ctx("session cursor")?;
-        Ok((runs as u64).max(self.max_log_seq(session_id)?))
-    }
-
-    /// The highest log id in use (0 when none).
-    pub fn max_log_id(&self) -> Result<u64, StoreError> {
-        self.conn
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM log_entries", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|v| v as u64)
-            .ctx("max log id")
-    }
-
-    pub fn clear_logs(&mut self, identifier: &str) -> Result<(), StoreError> {
-        let tx = self.write_tx("clear logs")?;
-        let last: Option<i64> = tx
-            .query_row(
-                "SELECT MAX(id) FROM log_entries WHERE identifier = ?1",
-                [identifier],
-                |r| r.get(0),
-            )
-            .ctx("clear logs")?;
-        tx.execute("DELETE FROM log_entries WHERE identifier = ?1", [identifier])
-            .ctx("clear logs")?;
-        if let Some(last) = last {
-            record_pruned(&tx, identifier, last)?;
-        }
-        tx.commit().ctx("clear logs")
-    }
-
-    pub fn clear_all_logs(&mut self) -> Result<(), StoreError> {
-        let tx = self.write_tx("clear all logs")?;
-        let last: Option<i64> = tx
-            .query_row("SELECT MAX(id) FROM log_entries", [], |r| r.get(0))
-            .ctx("clear all logs")?;
-        tx.execute("DELETE FROM log_entries", []).ctx("clear all logs")?;
-        if let Some(last) = last {
-            record_pruned(&tx, "*", last)?;
-        }
-        tx.commit().ctx("clear all logs")
-    }
-
-    /// The highest log id of `identifier` that pruning or clearing removed (0 when none was).
-    pub fn pruned_through(&self, identifier: &str) -> Result<u64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT COALESCE(MAX(max_id), 0) FROM log_pruned WHERE identifier IN (?1, '*')",
-                [identifier],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|v| v as u64)
-            .ctx("pruned logs")
-    }
-
-    /// Issues that have log entries, sorted.
-    pub fn log_identifiers(&self) -> Result<Vec<String>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT DISTINCT identifier FROM log_entries ORDER BY identifier")
-            .ctx("log identifiers")?;
-        let rows = st.query_map([], |r| r.get::<_, String>(0)).ctx("log identifiers")?;
-        rows.collect::<Result<Vec<_>, _>>().ctx("log identifiers")
-    }
-
-    /// Keeps only the newest `keep` entries of an issue.
-    pub fn prune_logs(&mut self, identifier: &str, keep: u64) -> Result<(), StoreError> {
-        let tx = self.write_tx("prune logs")?;
-        let cut: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM log_entries WHERE identifier = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
-                params![identifier, keep as i64],
-                |r| r.get(0),
-            )
-            .optional()
-            .ctx("prune logs")?;
-        if let Some(cut) = cut {
-            tx.execute(
-                "DELETE FROM log_entries WHERE identifier = ?1 AND id <= ?2",
-                params![identifier, cut],
-            )
-            .ctx("prune logs")?;
-            record_pruned(&tx, identifier, cut)?;
-        }
-        tx.commit().ctx("prune logs")
     }
 
     // ----- retry queue -----
@@ -888,15 +697,6 @@ const RUN_SELECT: &str =
     status, started_at, finished_at, turn_count, input_tokens, output_tokens, cost_usd, error, last_seq, agent_ref,
     pr_url, branch, issue_state, resumed FROM runs";
 
-fn record_pruned(tx: &rusqlite::Transaction<'_>, identifier: &str, max_id: i64) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO log_pruned (identifier, max_id) VALUES (?1, ?2)
-         ON CONFLICT(identifier) DO UPDATE SET max_id = MAX(max_id, excluded.max_id)",
-        params![identifier, max_id],
-    )
-    .ctx("record pruned logs")?;
-    Ok(())
-}
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {

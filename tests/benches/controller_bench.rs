@@ -39,7 +39,14 @@ struct Rounds {
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let rounds = if quick {
+    let only_replay = std::env::args().any(|a| a == "--only-replay");
+    let rounds = if only_replay {
+        Rounds {
+            dispatches: 0,
+            spam: 0,
+            replay: if quick { 20_000 } else { 200_000 },
+        }
+    } else if quick {
         Rounds {
             dispatches: 3,
             spam: 2_000,
@@ -126,166 +133,169 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
         host.spec()
     );
 
-    // (a) Dispatch latency: a new issue, POST /refresh, then on /log-stream the first entry the host sent
-    // (the worker's "preparing the worktree" progress entry) and the agent's first journaled entry.
-    let mut host_samples = Vec::new();
-    let mut agent_samples = Vec::new();
-    for i in 0..=rounds.dispatches {
-        let id = format!("BENCH-{}", i + 1);
-        write_issue(&project, &id, "Benchmark dispatch [demo:sleep=0]")?;
-        let mut stream = SseStream::open(&format!("{}/issues/{id}/log-stream", ctl.api()), &[]).await?;
-        let started = Instant::now();
-        let (status, body) = api.call("POST", "/refresh", None).await?;
-        if status >= 300 {
-            bail!("POST /refresh: {status} {body}");
+    let mut rows: Vec<Row> = Vec::new();
+    if rounds.dispatches > 0 {
+        // (a) Dispatch latency: a new issue, POST /refresh, then on /log-stream the first entry the host sent
+        // (the worker's "preparing the worktree" progress entry) and the agent's first journaled entry.
+        let mut host_samples = Vec::new();
+        let mut agent_samples = Vec::new();
+        for i in 0..=rounds.dispatches {
+            let id = format!("BENCH-{}", i + 1);
+            write_issue(&project, &id, "Benchmark dispatch [demo:sleep=0]")?;
+            let mut stream = SseStream::open(&format!("{}/issues/{id}/log-stream", ctl.api()), &[]).await?;
+            let started = Instant::now();
+            let (status, body) = api.call("POST", "/refresh", None).await?;
+            if status >= 300 {
+                bail!("POST /refresh: {status} {body}");
+            }
+            let mut from_host = None;
+            let from_agent = loop {
+                let Some(event) = stream.next(PATIENCE).await else {
+                    bail!("no log entry from the host for {id} within {PATIENCE:?}");
+                };
+                let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+                let message = entry["message"].as_str().unwrap_or_default();
+                if from_host.is_none() && message.contains(&format!("preparing the worktree of {id}")) {
+                    from_host = Some(started.elapsed());
+                }
+                // Entries the agent's supervisor journaled carry their journal seq; other entries do not.
+                if entry["seq"].is_u64() {
+                    break started.elapsed();
+                }
+            };
+            let Some(from_host) = from_host else {
+                bail!("{id}: the agent's first entry came before any entry from the host's prepare");
+            };
+            // The first round also opens the mirror on the host; it is the cold one.
+            if i > 0 {
+                host_samples.push(from_host);
+                agent_samples.push(from_agent);
+            }
+            wait_finished(&api, &id).await?;
         }
-        let mut from_host = None;
-        let from_agent = loop {
+        if let Ok(path) = std::env::var("BENCH_DUMP") {
+            fs_err::write(path, ctl.output())?;
+        }
+        let summary = |mut samples: Vec<Duration>| {
+            samples.sort();
+            let median = samples[samples.len() / 2];
+            let p90 = samples[(samples.len() * 9 / 10).min(samples.len() - 1)];
+            format!(
+                "{:.1} ms median, {:.1} ms min, {:.1} ms p90, {:.1} ms max",
+                ms(median),
+                ms(samples[0]),
+                ms(p90),
+                ms(samples[samples.len() - 1]),
+            )
+        };
+        let n = host_samples.len();
+        rows.extend([
+            (
+                "(a) refresh → first entry from the host on /log-stream".to_string(),
+                summary(host_samples),
+                format!("{n} dispatches (after 1 warm-up)"),
+            ),
+            (
+                "    refresh → the agent's first entry on /log-stream".to_string(),
+                summary(agent_samples),
+                "the same dispatches (fetch, worktree, agent start)".to_string(),
+            ),
+        ]);
+    }
+
+    if rounds.spam > 0 {
+        // (b) Throughput: spam entries from the worker to an SSE client.
+        let id = "BENCH-SPAM";
+        let n = rounds.spam;
+        write_issue(
+            &project,
+            id,
+            &format!("Benchmark throughput [demo:spam={n}] [demo:sleep=0]"),
+        )?;
+        let mut stream = SseStream::open(&format!("{}/issues/{id}/log-stream", ctl.api()), &[]).await?;
+        api.call("POST", "/refresh", None).await?;
+        let mut first: Option<Instant> = None;
+        let mut count = 0usize;
+        let mut bytes = 0usize;
+        // When the supervisor on the host parsed the first and the last of them (the entries' own `time`).
+        let mut parsed: (
+            Option<chrono::DateTime<chrono::FixedOffset>>,
+            Option<chrono::DateTime<chrono::FixedOffset>>,
+        ) = (None, None);
+        while count < n {
             let Some(event) = stream.next(PATIENCE).await else {
-                bail!("no log entry from the host for {id} within {PATIENCE:?}");
+                bail!("the log stream stalled after {count} of {n} entries");
             };
             let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-            let message = entry["message"].as_str().unwrap_or_default();
-            if from_host.is_none() && message.contains(&format!("preparing the worktree of {id}")) {
-                from_host = Some(started.elapsed());
+            if entry["message"].as_str().is_some_and(|m| m.starts_with("spam ")) {
+                first.get_or_insert_with(Instant::now);
+                count += 1;
+                bytes += event.data.len();
+                let at = entry["time"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                if parsed.0.is_none() {
+                    parsed.0 = at;
+                }
+                parsed.1 = at.or(parsed.1);
             }
-            // Entries the agent's supervisor journaled carry their journal seq; other entries do not.
-            if entry["seq"].is_u64() {
-                break started.elapsed();
-            }
-        };
-        let Some(from_host) = from_host else {
-            bail!("{id}: the agent's first entry came before any entry from the host's prepare");
-        };
-        // The first round also opens the mirror on the host; it is the cold one.
-        if i > 0 {
-            host_samples.push(from_host);
-            agent_samples.push(from_agent);
         }
-        wait_finished(&api, &id).await?;
-    }
-    if let Ok(path) = std::env::var("BENCH_DUMP") {
-        fs_err::write(path, ctl.output())?;
-    }
-    let summary = |mut samples: Vec<Duration>| {
-        samples.sort();
-        let median = samples[samples.len() / 2];
-        let p90 = samples[(samples.len() * 9 / 10).min(samples.len() - 1)];
-        format!(
-            "{:.1} ms median, {:.1} ms min, {:.1} ms p90, {:.1} ms max",
-            ms(median),
-            ms(samples[0]),
-            ms(p90),
-            ms(samples[samples.len() - 1]),
-        )
-    };
-    let n = host_samples.len();
-    let rows_a = vec![
-        (
-            "(a) refresh → first entry from the host on /log-stream".to_string(),
-            summary(host_samples),
-            format!("{n} dispatches (after 1 warm-up)"),
-        ),
-        (
-            "    refresh → the agent's first entry on /log-stream".to_string(),
-            summary(agent_samples),
-            "the same dispatches (fetch, worktree, agent start)".to_string(),
-        ),
-    ];
-
-    // (b) Throughput: spam entries from the worker to an SSE client.
-    let id = "BENCH-SPAM";
-    let n = rounds.spam;
-    write_issue(
-        &project,
-        id,
-        &format!("Benchmark throughput [demo:spam={n}] [demo:sleep=0]"),
-    )?;
-    let mut stream = SseStream::open(&format!("{}/issues/{id}/log-stream", ctl.api()), &[]).await?;
-    api.call("POST", "/refresh", None).await?;
-    let mut first: Option<Instant> = None;
-    let mut count = 0usize;
-    let mut bytes = 0usize;
-    // When the supervisor on the host parsed the first and the last of them (the entries' own `time`).
-    let mut parsed: (
-        Option<chrono::DateTime<chrono::FixedOffset>>,
-        Option<chrono::DateTime<chrono::FixedOffset>>,
-    ) = (None, None);
-    while count < n {
-        let Some(event) = stream.next(PATIENCE).await else {
-            bail!("the log stream stalled after {count} of {n} entries");
-        };
-        let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-        if entry["message"].as_str().is_some_and(|m| m.starts_with("spam ")) {
-            first.get_or_insert_with(Instant::now);
-            count += 1;
-            bytes += event.data.len();
-            let at = entry["time"]
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-            if parsed.0.is_none() {
-                parsed.0 = at;
+        let elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let row_b = (
+            "(b) demo agent → worker → SSH → controller → /log-stream SSE".to_string(),
+            format!(
+                "{:.0} entries/s, {:.2} MB/s of entry JSON",
+                count as f64 / secs,
+                bytes as f64 / 1_000_000.0 / secs
+            ),
+            format!(
+                "{count} entries ({} bytes each on average) in {secs:.2} s",
+                bytes / count.max(1)
+            ),
+        );
+        let on_host = match parsed {
+            (Some(a), Some(b)) if b > a => {
+                let secs = (b - a).num_milliseconds() as f64 / 1000.0;
+                (
+                    "    of which: agent → parsed and journaled on the host".to_string(),
+                    format!("{:.0} entries/s", count as f64 / secs),
+                    format!("first to last entry's own time: {secs:.2} s"),
+                )
             }
-            parsed.1 = at.or(parsed.1);
-        }
-    }
-    let elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
-    let secs = elapsed.as_secs_f64().max(1e-9);
-    let row_b = (
-        "(b) demo agent → worker → SSH → controller → /log-stream SSE".to_string(),
-        format!(
-            "{:.0} entries/s, {:.2} MB/s of entry JSON",
-            count as f64 / secs,
-            bytes as f64 / 1_000_000.0 / secs
-        ),
-        format!(
-            "{count} entries ({} bytes each on average) in {secs:.2} s",
-            bytes / count.max(1)
-        ),
-    );
-    let on_host = match parsed {
-        (Some(a), Some(b)) if b > a => {
-            let secs = (b - a).num_milliseconds() as f64 / 1000.0;
-            (
+            _ => (
                 "    of which: agent → parsed and journaled on the host".to_string(),
-                format!("{:.0} entries/s", count as f64 / secs),
-                format!("first to last entry's own time: {secs:.2} s"),
-            )
-        }
-        _ => (
-            "    of which: agent → parsed and journaled on the host".to_string(),
-            "(entry times too coarse to tell)".to_string(),
-            String::new(),
-        ),
-    };
-    wait_finished(&api, id).await?;
+                "(entry times too coarse to tell)".to_string(),
+                String::new(),
+            ),
+        };
+        wait_finished(&api, id).await?;
 
-    // The shell-out baseline of ssh_bench: `ssh host cat file` of as many 200-byte lines.
-    let file = host.home().join("bench-lines.txt");
-    let line = format!("{{\"seq\":0,\"text\":\"{}\"}}\n", "x".repeat(LINE_BYTES - 20));
-    fs_err::write(&file, line.repeat(n))?;
-    let started = Instant::now();
-    let (lines, _) = OpenSsh::new(&lab, &host).count_lines(&format!("cat {}", file.display()))?;
-    let secs = started.elapsed().as_secs_f64();
-    if lines != n {
-        bail!("ssh read {lines} lines of {n}");
+        // The shell-out baseline of ssh_bench: `ssh host cat file` of as many 200-byte lines.
+        let file = host.home().join("bench-lines.txt");
+        let line = format!("{{\"seq\":0,\"text\":\"{}\"}}\n", "x".repeat(LINE_BYTES - 20));
+        fs_err::write(&file, line.repeat(n))?;
+        let started = Instant::now();
+        let (lines, _) = OpenSsh::new(&lab, &host).count_lines(&format!("cat {}", file.display()))?;
+        let secs = started.elapsed().as_secs_f64();
+        if lines != n {
+            bail!("ssh read {lines} lines of {n}");
+        }
+        let row_base = (
+            "    baseline: ssh host cat file (shell-out, no controller)".to_string(),
+            format!(
+                "{:.0} lines/s, {:.2} MB/s",
+                lines as f64 / secs,
+                (lines * LINE_BYTES) as f64 / 1_000_000.0 / secs
+            ),
+            format!("{lines} lines of {LINE_BYTES} bytes in {secs:.2} s"),
+        );
+        rows.extend([row_b, on_host, row_base]);
     }
-    let row_base = (
-        "    baseline: ssh host cat file (shell-out, no controller)".to_string(),
-        format!(
-            "{:.0} lines/s, {:.2} MB/s",
-            lines as f64 / secs,
-            (lines * LINE_BYTES) as f64 / 1_000_000.0 / secs
-        ),
-        format!("{lines} lines of {LINE_BYTES} bytes in {secs:.2} s"),
-    );
 
     let (row_c, row_c_base, row_d) = replay(&lab, &mut host, &project, &ctl, &api, rounds.replay).await?;
 
-    let rows: Vec<(String, String, String)> = rows_a
-        .into_iter()
-        .chain([row_b, on_host, row_base, row_c, row_c_base, row_d])
-        .collect();
+    rows.extend([row_c, row_c_base, row_d]);
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     println!("\n{:<w0$}  {:<w1$}  sample", "measure", "result");
@@ -297,6 +307,20 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
 }
 
 type Row = (String, String, String);
+
+/// CPU time (user + system, seconds) a process (`self` or a pid) has used so far; 0 when unreadable.
+fn cpu_time(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) end at its closing parenthesis.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are the 14th and 15th fields of the whole line, the 12th and 13th after the name.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
 
 /// (c) The whole path at the worker's own speed rather than the demo agent's: the host's sshd goes down
 /// while a session of `total` spam lines runs, the session finishes on the host meanwhile (its
@@ -349,6 +373,7 @@ async fn replay(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     host.start()?;
+    let cpu_before = (cpu_time("self"), ctl.pid().map(|p| cpu_time(&p.to_string())));
     let (mut first, mut count, mut bytes) = (None, 0usize, 0usize);
     // Until the session's last spam line; a follower that fell behind past what the controller keeps
     // would get `event: gap` (counted, and shown) instead of the entries it missed.
@@ -376,6 +401,17 @@ async fn replay(
         println!("(c): the SSE client fell behind and was told of {gaps} gap(s); {count} entries arrived");
     }
     let secs = first.map(|f| f.elapsed()).unwrap_or_default().as_secs_f64().max(1e-9);
+    let client_cpu = cpu_time("self") - cpu_before.0;
+    let controller_cpu = ctl
+        .pid()
+        .map(|p| cpu_time(&p.to_string()))
+        .zip(cpu_before.1)
+        .map(|(a, b)| a - b);
+    println!(
+        "(c): CPU during the replay: controller {} s, this SSE client {:.2} s, over {secs:.2} s",
+        controller_cpu.map_or("?".to_string(), |c| format!("{c:.2}")),
+        client_cpu
+    );
     let row = (
         "(c) host journal → worker → SSH → controller → SSE, at the worker's speed".to_string(),
         format!(

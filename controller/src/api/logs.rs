@@ -8,23 +8,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use bytes::Bytes;
 use futures::Stream;
 use itervox_protocol::IssueLogEntry;
 use itervox_protocol::worker::{Empty, RequestBody, SublogRef, Sublogs};
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::{ApiError, ApiState, json_answer, valid_name};
-use crate::issue_logs::LogRecord;
+use crate::store::StoredLog;
 
 /// `GET /issues/{id}/logs`: every stored entry, oldest first.
-pub async fn issue_logs(
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<axum::Json<Vec<IssueLogEntry>>, ApiError> {
+pub async fn issue_logs(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     valid_name("identifier", &id)?;
     s.hub.flush().await;
     let id2 = id.clone();
@@ -33,7 +32,17 @@ pub async fn issue_logs(
         .read(move |st| st.logs(&id2, 0))
         .await
         .map_err(|e| ApiError::internal("reading logs", e))?;
-    Ok(axum::Json(logs.into_iter().map(|l| l.entry).collect()))
+    // The stored JSON as it is: an array of the entries, nothing parsed and serialized again.
+    let mut body = String::with_capacity(2 + logs.iter().map(|l| l.json.len() + 1).sum::<usize>());
+    body.push('[');
+    for (i, l) in logs.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&l.json);
+    }
+    body.push(']');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 pub async fn clear_issue_logs(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -65,19 +74,84 @@ pub async fn identifiers(State(s): State<ApiState>) -> Result<axum::Json<Vec<Str
     Ok(axum::Json(ids))
 }
 
-fn log_event(id: u64, json: &str) -> Event {
-    Event::default().id(id.to_string()).event("log").data(json)
+/// What one `/log-stream` follower is sent, as SSE text: events are framed here and handed to the
+/// connection in chunks of whatever is ready (a burst of entries is one write, not one per entry).
+#[derive(Default)]
+struct SseText {
+    /// Chunks ready to go, oldest first, and the one being filled.
+    ready: std::collections::VecDeque<Bytes>,
+    filling: String,
+}
+
+/// A chunk is handed over once it holds this much.
+const SSE_CHUNK: usize = 64 * 1024;
+
+impl SseText {
+    /// One event; `data` is a single line (compact JSON).
+    fn event(&mut self, id: Option<u64>, event: &str, data: &str) {
+        if let Some(id) = id {
+            self.filling.push_str("id: ");
+            self.filling.push_str(itoa::Buffer::new().format(id));
+            self.filling.push('\n');
+        }
+        self.filling.push_str("event: ");
+        self.filling.push_str(event);
+        self.filling.push_str("\ndata: ");
+        self.filling.push_str(data);
+        self.filling.push_str("\n\n");
+        if self.filling.len() >= SSE_CHUNK {
+            self.cut();
+        }
+    }
+
+    fn log(&mut self, id: u64, json: &str) {
+        self.event(Some(id), "log", json);
+    }
+
+    fn gap(&mut self, message: &str) {
+        self.event(None, "gap", &json!({ "message": message }).to_string());
+    }
+
+    fn cut(&mut self) {
+        if !self.filling.is_empty() {
+            let chunk = std::mem::take(&mut self.filling);
+            self.ready.push_back(Bytes::from(chunk));
+        }
+    }
+
+    fn full(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// The next chunk to send, cutting the one being filled when nothing else is ready.
+    fn take(&mut self) -> Option<Bytes> {
+        if self.ready.is_empty() {
+            self.cut();
+        }
+        self.ready.pop_front()
+    }
 }
 
 struct Follow {
     s: ApiState,
     identifier: String,
-    live: tokio::sync::broadcast::Receiver<Arc<LogRecord>>,
+    live: tokio::sync::broadcast::Receiver<Arc<StoredLog>>,
     last_sent: u64,
-    /// Entries waiting to be sent (a replay from the store).
-    queue: std::collections::VecDeque<Event>,
+    out: SseText,
     first: bool,
     cursor: u64,
+    keep_alive: Duration,
+    closed: bool,
+}
+
+impl Follow {
+    /// A live entry: sent when it is this follower's issue's and newer than what it has.
+    fn live_entry(&mut self, rec: &StoredLog) {
+        if *rec.identifier == *self.identifier && rec.id > self.last_sent {
+            self.last_sent = rec.id;
+            self.out.log(rec.id, &rec.json);
+        }
+    }
 }
 
 async fn replay(f: &mut Follow, after: u64) {
@@ -95,22 +169,84 @@ async fn replay(f: &mut Follow, after: u64) {
     // A follower that fell behind further than the store keeps (or whose entries were cleared) is told
     // that it missed some, instead of silently jumping over them.
     if after > 0 && pruned > after {
-        f.queue.push_back(
-            Event::default().event("gap").data(
-                json!({
-                    "message": format!(
-                        "entries after id {after} up to id {pruned} are no longer stored (the controller keeps the newest {} of an issue); the host's session journal still has them",
-                        crate::store::MAX_LOGS_PER_ISSUE
-                    )
-                })
-                .to_string(),
-            ),
-        );
+        f.out.gap(&format!(
+            "entries after id {after} up to id {pruned} are no longer stored (the controller keeps the newest {} of an issue); the host's session journal still has them",
+            crate::store::MAX_LOGS_PER_ISSUE
+        ));
     }
     for l in logs {
         if l.id > f.last_sent {
-            f.queue.push_back(log_event(l.id, &l.json));
+            f.out.log(l.id, &l.json);
             f.last_sent = l.id;
+        }
+    }
+}
+
+/// The next chunk for a follower: the replay on the first call, then live entries, as many as are
+/// already waiting (up to a chunk); a keep-alive comment after `keep_alive` of silence.
+async fn next_chunk(f: &mut Follow) -> Option<Bytes> {
+    if f.first {
+        f.first = false;
+        let mut start = f.cursor;
+        if f.cursor > 0 {
+            let id = f.identifier.clone();
+            let cursor = f.cursor;
+            f.s.hub.flush().await;
+            let known =
+                f.s.store
+                    .read(move |st| st.logs(&id, cursor.saturating_sub(1)))
+                    .await
+                    .map(|l| l.first().is_some_and(|e| e.id == cursor))
+                    .unwrap_or(false);
+            if !known {
+                f.out.gap("the requested position is gone; replaying everything");
+                start = 0;
+            }
+        }
+        f.last_sent = start;
+        replay(f, start).await;
+    }
+    loop {
+        if f.out.full() {
+            return f.out.take();
+        }
+        // Whatever is already waiting goes out together.
+        loop {
+            match f.live.try_recv() {
+                Ok(rec) => {
+                    f.live_entry(&rec);
+                    if f.out.full() {
+                        break;
+                    }
+                }
+                Err(TryRecvError::Lagged(_)) => {
+                    let after = f.last_sent;
+                    replay(f, after).await;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => {
+                    f.closed = true;
+                    break;
+                }
+            }
+        }
+        if let Some(chunk) = f.out.take() {
+            return Some(chunk);
+        }
+        if f.closed {
+            return None;
+        }
+        // Cancel-safe: a broadcast receive that loses the race keeps its place.
+        tokio::select! {
+            r = f.live.recv() => match r {
+                Ok(rec) => f.live_entry(&rec),
+                Err(RecvError::Lagged(_)) => {
+                    let after = f.last_sent;
+                    replay(f, after).await;
+                }
+                Err(RecvError::Closed) => f.closed = true,
+            },
+            _ = tokio::time::sleep(f.keep_alive) => return Some(Bytes::from_static(b":keepalive\n\n")),
         }
     }
 }
@@ -123,7 +259,7 @@ pub async fn log_stream(
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     valid_name("identifier", &id)?;
     let cursor = headers
         .get("last-event-id")
@@ -131,64 +267,33 @@ pub async fn log_stream(
         .or(q.get("lastEventId").map(String::as_str))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    let keep_alive = s.keep_alive;
     let stop = s.shutdown.clone();
     let live = s.hub.subscribe();
     let guard = s.metrics.sse_client();
     let follow = Follow {
+        keep_alive: s.keep_alive,
         s,
         identifier: id,
         live,
         last_sent: 0,
-        queue: Default::default(),
+        out: SseText::default(),
         first: true,
         cursor,
+        closed: false,
     };
     let stream = futures::stream::unfold((follow, guard), |(mut f, guard)| async move {
-        loop {
-            if f.first {
-                f.first = false;
-                let mut start = f.cursor;
-                if f.cursor > 0 {
-                    let id = f.identifier.clone();
-                    let cursor = f.cursor;
-                    f.s.hub.flush().await;
-                    let known =
-                        f.s.store
-                            .read(move |st| st.logs(&id, cursor.saturating_sub(1)))
-                            .await
-                            .map(|l| l.first().is_some_and(|e| e.id == cursor))
-                            .unwrap_or(false);
-                    if !known {
-                        f.queue.push_back(Event::default().event("gap").data(
-                            json!({"message": "the requested position is gone; replaying everything"}).to_string(),
-                        ));
-                        start = 0;
-                    }
-                }
-                f.last_sent = start;
-                replay(&mut f, start).await;
-            }
-            if let Some(ev) = f.queue.pop_front() {
-                return Some((Ok(ev), (f, guard)));
-            }
-            match f.live.recv().await {
-                Ok(rec) => {
-                    if rec.identifier == f.identifier && rec.id > f.last_sent {
-                        f.last_sent = rec.id;
-                        return Some((Ok(log_event(rec.id, &rec.json)), (f, guard)));
-                    }
-                }
-                Err(RecvError::Lagged(_)) => {
-                    let after = f.last_sent;
-                    replay(&mut f, after).await;
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
+        let chunk = next_chunk(&mut f).await?;
+        Some((Ok::<_, Infallible>(chunk), (f, guard)))
     });
     let stream = futures::StreamExt::take_until(stream, stop.cancelled_owned());
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive).text("keepalive")))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// `GET /issues/{id}/sublogs`: the agent CLIs' own session logs, read on the host that ran the issue.

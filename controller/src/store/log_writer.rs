@@ -2,13 +2,14 @@
 //! has queued in one transaction, so a burst of agent output costs one commit, not one per line.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::{MAX_LOGS_PER_ISSUE, StoreHandle, StoredLog};
 
 enum Msg {
-    Entries(Vec<StoredLog>),
+    Entries(Vec<Arc<StoredLog>>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -40,7 +41,7 @@ impl LogWriter {
         std::thread::Builder::new()
             .name("itervox-log-writer".into())
             .spawn(move || {
-                let mut since_prune: HashMap<String, u64> = HashMap::new();
+                let mut since_prune: HashMap<Arc<str>, u64> = HashMap::new();
                 let mut batch = Vec::with_capacity(1024);
                 let mut flushes = Vec::new();
                 while let Some(first) = rx.blocking_recv() {
@@ -60,8 +61,7 @@ impl LogWriter {
                             tracing::error!(error = %e, entries = batch.len(), "Could not store log entries");
                         }
                         for e in batch.drain(..) {
-                            let n = since_prune.entry(e.identifier).or_default();
-                            *n += 1;
+                            *since_prune.entry(e.identifier.clone()).or_default() += 1;
                         }
                         for (identifier, n) in since_prune.iter_mut() {
                             if *n >= PRUNE_EVERY {
@@ -81,7 +81,7 @@ impl LogWriter {
 
     /// Queues entries (at most [`MAX_BATCH`] at a time is what keeps the queue bounded); waits when the
     /// queue is full (backpressure on the producer).
-    pub async fn write(&self, entries: Vec<StoredLog>) {
+    pub async fn write(&self, entries: Vec<Arc<StoredLog>>) {
         debug_assert!(entries.len() <= MAX_BATCH);
         if let Err(e) = self.tx.send(Msg::Entries(entries)).await {
             let lost = match e.0 {

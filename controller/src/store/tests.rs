@@ -38,7 +38,15 @@ fn log(id: u64, identifier: &str, session: &str, seq: u64) -> StoredLog {
     let mut entry = IssueLogEntry::new(LogLevel::Info, LogEventKind::Text, format!("m{seq}"), "t".into());
     entry.session_id = Some(session.into());
     entry.seq = Some(seq);
-    StoredLog::new(id, identifier, entry)
+    StoredLog::new(id, identifier.into(), &entry)
+}
+
+fn seqs(s: &Store, identifier: &str, after: u64) -> Vec<u64> {
+    s.logs(identifier, after)
+        .unwrap()
+        .iter()
+        .map(|l| l.entry().expect("stored JSON parses").seq.unwrap())
+        .collect()
 }
 
 #[test]
@@ -70,8 +78,7 @@ fn logs_are_ordered_deduplicated_and_prunable() {
     // The same (session, seq) again is ignored, even under another id.
     s.append_logs(&[log(4, "A-1", "s1", 2), log(5, "A-1", "s1", 3)])
         .unwrap();
-    let a: Vec<u64> = s.logs("A-1", 0).unwrap().iter().map(|l| l.entry.seq.unwrap()).collect();
-    assert_eq!(a, vec![1, 2, 3]);
+    assert_eq!(seqs(&s, "A-1", 0), vec![1, 2, 3]);
     assert_eq!(s.logs("A-1", 2).unwrap().len(), 1);
     assert_eq!(s.max_log_seq("s1").unwrap(), 3);
     assert_eq!(s.max_log_id().unwrap(), 5);
@@ -99,6 +106,120 @@ fn logs_are_ordered_deduplicated_and_prunable() {
         5,
         "clearing everything counts for every issue"
     );
+    assert_eq!(s.max_log_id().unwrap(), 5, "ids removed by clearing are not used again");
+    s.append_logs(&[log(6, "A-1", "s1", 3), log(7, "A-1", "s1", 4)]).unwrap();
+    assert_eq!(
+        seqs(&s, "A-1", 0),
+        vec![4],
+        "a cleared entry of a session is not stored again when its journal is replayed"
+    );
+}
+
+#[test]
+fn long_writes_are_split_into_rows_and_read_back_from_any_id() {
+    let mut s = Store::open_in_memory().unwrap();
+    // Two issues interleaved in one write, and one issue's run longer than a row holds.
+    let mut batch = Vec::new();
+    for i in 1..=1500u64 {
+        batch.push(log(i, "A-1", "s1", i));
+    }
+    batch.push(log(1501, "B-1", "s2", 1));
+    for i in 1502..=1600u64 {
+        batch.push(log(i, "A-1", "s1", i - 1));
+    }
+    s.append_logs(&batch).unwrap();
+    let rows: i64 = s
+        .conn
+        .query_row("SELECT COUNT(*) FROM log_rows", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 5, "1500 entries in 3 rows of at most 512, B-1's row, the rest of A-1's");
+    let all = s.logs("A-1", 0).unwrap();
+    assert_eq!(all.len(), 1599);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    assert_eq!(seqs(&s, "A-1", 0), (1..=1599).collect::<Vec<u64>>());
+    // From the middle of a row, and from B-1's id (not an A-1 id at all).
+    assert_eq!(s.logs("A-1", 700).unwrap().first().map(|l| l.id), Some(701));
+    assert_eq!(s.logs("A-1", 1501).unwrap().first().map(|l| l.id), Some(1502));
+    assert_eq!(s.logs("B-1", 0).unwrap().len(), 1);
+    // Pruning keeps at least the newest 600 and removes whole rows before them.
+    s.prune_logs("A-1", 600).unwrap();
+    let kept = s.logs("A-1", 0).unwrap();
+    assert!(kept.len() >= 600 && kept.len() < 600 + 512, "kept {}", kept.len());
+    assert_eq!(kept.last().unwrap().id, 1600);
+    assert_eq!(s.pruned_through("A-1").unwrap(), kept[0].id - 1);
+    assert_eq!(s.logs("B-1", 0).unwrap().len(), 1, "B-1 is untouched");
+}
+
+#[test]
+fn a_session_is_stored_exactly_once_across_writes_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("itervox.db");
+    {
+        let mut s = Store::open(&path).unwrap();
+        s.append_logs(&[log(1, "A-1", "s1", 1), log(2, "A-1", "s1", 2)]).unwrap();
+    }
+    let mut s = Store::open(&path).unwrap();
+    // A re-attach after a restart replays the journal from an older seq: only what is new is stored.
+    s.append_logs(&[log(3, "A-1", "s1", 1), log(4, "A-1", "s1", 2), log(5, "A-1", "s1", 3)])
+        .unwrap();
+    assert_eq!(seqs(&s, "A-1", 0), vec![1, 2, 3]);
+    assert_eq!(s.max_log_seq("s1").unwrap(), 3);
+    assert_eq!(s.max_log_seq("s-other").unwrap(), 0);
+    // Entries without a session (the controller's own notes) are always stored.
+    let note = StoredLog::new(
+        6,
+        "A-1".into(),
+        &IssueLogEntry::new(LogLevel::Info, LogEventKind::Info, "note".to_string(), "t".into()),
+    );
+    s.append_logs(&[note.clone(), note]).unwrap();
+    assert_eq!(s.logs("A-1", 5).unwrap().len(), 2);
+}
+
+#[test]
+fn entries_stored_one_row_each_by_the_first_schema_are_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("itervox.db");
+    let entry = |seq: u64| {
+        let mut e = IssueLogEntry::new(LogLevel::Info, LogEventKind::Text, format!("m{seq}"), "t".into());
+        e.session_id = Some("s1".into());
+        e.seq = Some(seq);
+        serde_json::to_string(&e).unwrap()
+    };
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE log_entries (id INTEGER PRIMARY KEY, identifier TEXT NOT NULL, session_id TEXT,
+                 seq INTEGER, json TEXT NOT NULL);",
+        )
+        .unwrap();
+        for (id, seq) in [(1u64, 1u64), (2, 2), (4, 3)] {
+            c.execute(
+                "INSERT INTO log_entries (id, identifier, session_id, seq, json) VALUES (?1, 'A-1', 's1', ?2, ?3)",
+                params![id as i64, seq as i64, entry(seq)],
+            )
+            .unwrap();
+        }
+    }
+    let mut s = Store::open(&path).unwrap();
+    assert_eq!(seqs(&s, "A-1", 0), vec![1, 2, 3]);
+    assert_eq!(s.logs("A-1", 2).unwrap().first().map(|l| l.id), Some(4));
+    assert_eq!(s.max_log_seq("s1").unwrap(), 3);
+    assert_eq!(s.max_log_id().unwrap(), 4);
+    let old: i64 = s
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'log_entries'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0, "the old table is gone");
+    s.append_logs(&[log(5, "A-1", "s1", 3), log(6, "A-1", "s1", 4)]).unwrap();
+    assert_eq!(seqs(&s, "A-1", 0), vec![1, 2, 3, 4]);
+    drop(s);
+    // Opening again finds nothing to migrate.
+    let s = Store::open(&path).unwrap();
+    assert_eq!(seqs(&s, "A-1", 0), vec![1, 2, 3, 4]);
 }
 
 #[test]
@@ -169,7 +290,7 @@ async fn log_writer_batches_and_flushes() {
     let handle = StoreHandle::new(Store::open_in_memory().unwrap());
     let writer = LogWriter::spawn(handle.clone());
     for seq in 1..=500 {
-        writer.write(vec![log(seq, "A-1", "s1", seq)]).await;
+        writer.write(vec![Arc::new(log(seq, "A-1", "s1", seq))]).await;
     }
     writer.flush().await;
     assert_eq!(handle.with(|s| s.logs("A-1", 0).unwrap().len()), 500);
