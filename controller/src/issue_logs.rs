@@ -57,24 +57,31 @@ impl LogHub {
     /// Stores and broadcasts entries for `identifier`, in order, with consecutive ids (each entry
     /// serialized once, for the store and every follower); returns the last id (0 for none).
     pub async fn publish_many(&self, identifier: &str, entries: Vec<IssueLogEntry>) -> u64 {
-        let mut last = 0;
         let identifier: Arc<str> = identifier.into();
-        for chunk in entries.chunks(MAX_BATCH) {
-            // Serialized before the ids are taken, so the lock is held only to number and hand over.
-            let stored: Vec<StoredLog> = chunk
-                .iter()
-                .map(|entry| StoredLog::new(0, identifier.clone(), entry))
-                .collect();
+        let stored = entries
+            .iter()
+            .map(|entry| StoredLog::new(0, identifier.clone(), entry))
+            .collect();
+        self.publish_stored(stored).await
+    }
+
+    /// Stores and broadcasts entries already serialized (their ids are assigned here), in order, with
+    /// consecutive ids; returns the last id (0 for none).
+    pub async fn publish_stored(&self, entries: Vec<StoredLog>) -> u64 {
+        let mut last = 0;
+        let mut entries = entries.into_iter().peekable();
+        while entries.peek().is_some() {
+            let chunk = entries.by_ref().take(MAX_BATCH);
             let _order = self.inner.order.lock().await;
-            let first = self.inner.next_id.fetch_add(stored.len() as u64, Ordering::Relaxed);
-            let stored: Vec<Arc<StoredLog>> = stored
-                .into_iter()
+            let first = self.inner.next_id.load(Ordering::Relaxed);
+            let stored: Vec<Arc<StoredLog>> = chunk
                 .enumerate()
                 .map(|(i, mut l)| {
                     l.id = first + i as u64;
                     Arc::new(l)
                 })
                 .collect();
+            self.inner.next_id.store(first + stored.len() as u64, Ordering::Relaxed);
             last = first + stored.len() as u64 - 1;
             // Queued for the store before followers see them: a follower that falls behind replays from
             // the store after a flush, which must find every entry it was not sent.

@@ -697,7 +697,6 @@ const RUN_SELECT: &str =
     status, started_at, finished_at, turn_count, input_tokens, output_tokens, cost_usd, error, last_seq, agent_ref,
     pr_url, branch, issue_state, resumed FROM runs";
 
-
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
         run_id: r.get(0)?,

@@ -275,20 +275,19 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
         let file = host.home().join("bench-lines.txt");
         let line = format!("{{\"seq\":0,\"text\":\"{}\"}}\n", "x".repeat(LINE_BYTES - 20));
         fs_err::write(&file, line.repeat(n))?;
-        let started = Instant::now();
-        let (lines, _) = OpenSsh::new(&lab, &host).count_lines(&format!("cat {}", file.display()))?;
-        let secs = started.elapsed().as_secs_f64();
-        if lines != n {
-            bail!("ssh read {lines} lines of {n}");
+        let counted = OpenSsh::new(&lab, &host).count_lines(&format!("cat {}", file.display()))?;
+        if counted.lines != n {
+            bail!("ssh read {} lines of {n}", counted.lines);
         }
         let row_base = (
             "    baseline: ssh host cat file (shell-out, no controller)".to_string(),
+            counted.summary(),
             format!(
-                "{:.0} lines/s, {:.2} MB/s",
-                lines as f64 / secs,
-                (lines * LINE_BYTES) as f64 / 1_000_000.0 / secs
+                "{} lines of {LINE_BYTES} bytes in {:.2} s ({:.2} s with the ssh start)",
+                counted.lines,
+                counted.streaming.as_secs_f64(),
+                counted.total.as_secs_f64()
             ),
-            format!("{lines} lines of {LINE_BYTES} bytes in {secs:.2} s"),
         );
         rows.extend([row_b, on_host, row_base]);
     }
@@ -307,6 +306,22 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
 }
 
 type Row = (String, String, String);
+
+/// CPU time so far of every `sshd` and `itervox-worker` process (the lab host's side), by pid.
+fn host_cpu() -> std::collections::HashMap<String, f64> {
+    let mut out = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if matches!(comm.trim(), "sshd" | "itervox-worker") {
+            out.insert(pid.clone(), cpu_time(&pid));
+        }
+    }
+    out
+}
 
 /// CPU time (user + system, seconds) a process (`self` or a pid) has used so far; 0 when unreadable.
 fn cpu_time(pid: &str) -> f64 {
@@ -373,7 +388,11 @@ async fn replay(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     host.start()?;
-    let cpu_before = (cpu_time("self"), ctl.pid().map(|p| cpu_time(&p.to_string())));
+    let cpu_before = (
+        cpu_time("self"),
+        ctl.pid().map(|p| cpu_time(&p.to_string())),
+        host_cpu(),
+    );
     let (mut first, mut count, mut bytes) = (None, 0usize, 0usize);
     // Until the session's last spam line; a follower that fell behind past what the controller keeps
     // would get `event: gap` (counted, and shown) instead of the entries it missed.
@@ -407,10 +426,14 @@ async fn replay(
         .map(|p| cpu_time(&p.to_string()))
         .zip(cpu_before.1)
         .map(|(a, b)| a - b);
+    let host_cpu = host_cpu()
+        .iter()
+        .map(|(pid, t)| t - cpu_before.2.get(pid).copied().unwrap_or(0.0))
+        .sum::<f64>();
     println!(
-        "(c): CPU during the replay: controller {} s, this SSE client {:.2} s, over {secs:.2} s",
+        "(c): CPU during the replay: controller {} s, this SSE client {client_cpu:.2} s, the host's sshd and \
+         itervox-worker processes {host_cpu:.2} s, over {secs:.2} s",
         controller_cpu.map_or("?".to_string(), |c| format!("{c:.2}")),
-        client_cpu
     );
     let row = (
         "(c) host journal → worker → SSH → controller → SSE, at the worker's speed".to_string(),
@@ -443,18 +466,17 @@ async fn replay(
         format!("{stored} entries (the newest the controller keeps) in {secs:.2} s"),
     );
 
-    let journal_bytes = fs_err::metadata(&journal)?.len() as f64;
-    let started = Instant::now();
-    let (lines, _) = OpenSsh::new(lab, host).count_lines(&format!("cat {}", journal.display()))?;
-    let secs = started.elapsed().as_secs_f64();
+    let counted = OpenSsh::new(lab, host).count_lines(&format!("cat {}", journal.display()))?;
     let base = (
         "    baseline: ssh host cat of that journal file".to_string(),
+        counted.summary(),
         format!(
-            "{:.0} lines/s, {:.1} MB/s",
-            lines as f64 / secs,
-            journal_bytes / 1e6 / secs
+            "{} lines, {} bytes in {:.2} s ({:.2} s with the ssh start)",
+            counted.lines,
+            counted.bytes,
+            counted.streaming.as_secs_f64(),
+            counted.total.as_secs_f64()
         ),
-        format!("{lines} lines, {journal_bytes} bytes in {secs:.2} s"),
     );
     Ok((row, base, row_store))
 }

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -93,7 +94,9 @@ impl OpenSsh {
     }
 
     /// Runs `command` on the host and counts the lines and bytes of its output as they arrive.
-    pub fn count_lines(&self, command: &str) -> anyhow::Result<(usize, usize)> {
+    pub fn count_lines(&self, command: &str) -> anyhow::Result<Counted> {
+        let started = Instant::now();
+        let mut first_line = None;
         let mut child = self
             .command(None)
             .arg(&self.destination)
@@ -111,10 +114,49 @@ impl OpenSsh {
             if n == 0 {
                 break;
             }
+            first_line.get_or_insert_with(Instant::now);
             lines += 1;
             bytes += n;
         }
+        let ended = Instant::now();
         child.wait()?;
-        Ok((lines, bytes))
+        Ok(Counted {
+            lines,
+            bytes,
+            total: ended - started,
+            streaming: first_line.map(|f| ended - f).unwrap_or_default(),
+        })
+    }
+}
+
+/// What `count_lines` read, and how long it took.
+#[derive(Debug, Clone, Copy)]
+pub struct Counted {
+    pub lines: usize,
+    pub bytes: usize,
+    /// From starting `ssh` (a process, a connection, authentication, the remote command) to the end.
+    pub total: Duration,
+    /// From the first line's arrival to the end: the steady rate of the stream itself.
+    pub streaming: Duration,
+}
+
+impl Counted {
+    /// "N lines/s, M MB/s" over `d`.
+    pub fn rate(&self, d: Duration) -> String {
+        let secs = d.as_secs_f64().max(1e-9);
+        format!(
+            "{:.0} lines/s, {:.1} MB/s",
+            self.lines as f64 / secs,
+            self.bytes as f64 / 1e6 / secs
+        )
+    }
+
+    /// The steady rate and, after it, the rate counting the `ssh` start.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} (first line to last); {} counting the ssh start",
+            self.rate(self.streaming),
+            self.rate(self.total)
+        )
     }
 }

@@ -16,9 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use itervox_protocol::api::HostStatus;
-use itervox_protocol::worker::{
-    Attach, ControllerHello, Ping, Pong, RequestBody, SessionEvent, SessionRef, WorkerHello,
-};
+use itervox_protocol::worker::{Attach, ControllerHello, Ping, Pong, RequestBody, SessionRef, WorkerHello};
 use itervox_protocol::{IssueLogEntry, PROTOCOL_VERSION};
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -26,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::worker_client::{WorkerCallError, WorkerClient};
+use super::worker_client::{EventBatch, WorkerCallError, WorkerClient};
 
 /// A connected byte stream to a worker's `serve --stdio`, and whatever keeps it alive.
 pub struct Transport {
@@ -167,9 +165,12 @@ impl Default for LinkSettings {
     }
 }
 
+/// Batches a session's feed may hold before its reader waits for the follower.
+const FEED_BATCHES: usize = 64;
+
 struct Feed {
     last_seq: u64,
-    tx: mpsc::Sender<SessionEvent>,
+    tx: mpsc::Sender<EventBatch>,
     /// Which connection generation may forward events; older forwarders stop.
     generation: u64,
 }
@@ -415,9 +416,9 @@ impl HostLink {
     }
 
     /// Follows a session's journal from `from_seq`, across reconnects, exactly once per event. The events
-    /// arrive on the returned channel until `unfollow`.
-    pub fn follow(&self, session_id: &str, from_seq: u64) -> mpsc::Receiver<SessionEvent> {
-        let (tx, rx) = mpsc::channel(1024);
+    /// arrive on the returned channel, in order and in batches of what arrived together, until `unfollow`.
+    pub fn follow(&self, session_id: &str, from_seq: u64) -> mpsc::Receiver<EventBatch> {
+        let (tx, rx) = mpsc::channel(FEED_BATCHES);
         let generation = *lock(&self.shared.generation);
         lock(&self.shared.feeds).insert(
             session_id.to_string(),
@@ -454,7 +455,7 @@ impl HostLink {
 
 /// Subscribes `session` on `client` and sends `attach` from the feed's next seq.
 async fn attach_feed(shared: &Arc<Shared>, client: &WorkerClient, session: &str, generation: u64) {
-    let (route_tx, mut route_rx) = mpsc::channel::<SessionEvent>(1024);
+    let (route_tx, mut route_rx) = mpsc::channel::<EventBatch>(FEED_BATCHES);
     client.subscribe(session, route_tx);
     let from_seq = match lock(&shared.feeds).get(session) {
         Some(f) => f.last_seq + 1,
@@ -485,30 +486,39 @@ async fn attach_feed(shared: &Arc<Shared>, client: &WorkerClient, session: &str,
     let shared = shared.clone();
     tokio::spawn(async move {
         loop {
-            let event = tokio::select! {
+            let mut events = tokio::select! {
                 _ = closed.cancelled() => break,
                 e = route_rx.recv() => match e { Some(e) => e, None => break },
             };
-            let seq = event.seq();
-            let tx = {
+            let (tx, last) = {
                 let feeds = lock(&shared.feeds);
                 let Some(feed) = feeds.get(&session) else { break };
                 if feed.generation != generation {
                     break;
                 }
-                if seq <= feed.last_seq {
-                    continue;
+                // What this feed already passed on (an earlier connection's attach overlapping) is dropped.
+                let mut expected = feed.last_seq + 1;
+                events.retain(|e| {
+                    let seq = e.seq();
+                    if seq < expected {
+                        return false;
+                    }
+                    if seq > expected {
+                        tracing::warn!(host = %shared.name, session = %session, expected, got = seq, "Journal gap: entries were rotated away on the host");
+                    }
+                    expected = seq + 1;
+                    true
+                });
+                match events.last() {
+                    Some(last) => (feed.tx.clone(), last.seq()),
+                    None => continue,
                 }
-                if seq > feed.last_seq + 1 {
-                    tracing::warn!(host = %shared.name, session = %session, expected = feed.last_seq + 1, got = seq, "Journal gap: entries were rotated away on the host");
-                }
-                feed.tx.clone()
             };
-            if tx.send(event).await.is_err() {
+            if tx.send(events).await.is_err() {
                 break;
             }
             if let Some(feed) = lock(&shared.feeds).get_mut(&session) {
-                feed.last_seq = feed.last_seq.max(seq);
+                feed.last_seq = feed.last_seq.max(last);
             }
         }
     });

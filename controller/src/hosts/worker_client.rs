@@ -74,7 +74,40 @@ type Pending = Arc<
         >,
     >,
 >;
-type Subscribers = Arc<Mutex<HashMap<String, mpsc::Sender<SessionEvent>>>>;
+type Subscribers = Arc<Mutex<HashMap<String, mpsc::Sender<EventBatch>>>>;
+
+/// A session event as received, with, for a log entry, the entry's JSON exactly as the worker sent it:
+/// the supervisor journals entries that already name their session and seq, so that text is what the
+/// controller stores and serves, without serializing the entry again.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub event: SessionEvent,
+    /// The `entry` of a log event as sent; None for other events.
+    pub entry_json: Option<String>,
+}
+
+impl Received {
+    /// The event's position in its session's journal.
+    pub fn seq(&self) -> u64 {
+        self.event.seq()
+    }
+}
+
+impl From<SessionEvent> for Received {
+    fn from(event: SessionEvent) -> Received {
+        Received {
+            event,
+            entry_json: None,
+        }
+    }
+}
+
+/// Consecutive events of one session that arrived together: a burst goes to its subscriber as one
+/// message (one wake-up of the next task), in order.
+pub type EventBatch = Vec<Received>;
+
+/// Most events in one batch.
+const EVENT_BATCH: usize = 128;
 /// Request id → where its progress entries go, while the request is pending.
 type ProgressRoutes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<IssueLogEntry>>>>;
 
@@ -196,8 +229,8 @@ impl WorkerClient {
         self.inner.closed.cancel();
     }
 
-    /// Routes the events of `session_id` to `tx` (replacing an earlier subscriber).
-    pub fn subscribe(&self, session_id: &str, tx: mpsc::Sender<SessionEvent>) {
+    /// Routes the events of `session_id` to `tx` (replacing an earlier subscriber), in batches.
+    pub fn subscribe(&self, session_id: &str, tx: mpsc::Sender<EventBatch>) {
         lock(&self.inner.subscribers).insert(session_id.to_string(), tx);
     }
 
@@ -322,7 +355,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
     closed: CancellationToken,
 ) {
     let mut buf = Vec::with_capacity(64 * 1024);
+    // Events of one session gathered while more complete frames are already buffered.
+    let mut batch: Option<(mpsc::Sender<EventBatch>, EventBatch)> = None;
     loop {
+        // What was gathered goes out before the loop may wait for the stream.
+        if batch.is_some() && !reader.buffer().contains(&b'\n') {
+            send_batch(batch.take()).await;
+        }
         buf.clear();
         let read = tokio::select! {
             _ = closed.cancelled() => break,
@@ -340,7 +379,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             tracing::warn!(bytes = buf.len(), "Worker sent an oversized frame; skipped");
             continue;
         }
-        let frame: WorkerFrame = match decode_frame(&buf) {
+        let frame = match decode_frame(&buf) {
             Ok(f) => f,
             Err(e) => {
                 if !buf.iter().all(u8::is_ascii_whitespace) {
@@ -349,6 +388,27 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 continue;
             }
         };
+        let frame = match frame {
+            Decoded::Event(received) => {
+                let session = received.event.session_id();
+                if let Some((_, events)) = &mut batch
+                    && events.len() < EVENT_BATCH
+                    && events.first().is_some_and(|e| e.event.session_id() == session)
+                {
+                    events.push(received);
+                    continue;
+                }
+                send_batch(batch.take()).await;
+                let tx = lock(&subscribers).get(session).cloned();
+                if let Some(tx) = tx {
+                    batch = Some((tx, vec![received]));
+                }
+                continue;
+            }
+            Decoded::Other(frame) => frame,
+        };
+        // Answers and progress keep their order relative to the events before them.
+        send_batch(batch.take()).await;
         match frame {
             WorkerFrame::Ok(ok) => {
                 if let Some((_, tx)) = lock(&pending).remove(&ok.id) {
@@ -366,15 +426,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     tracing::warn!(code = %err.code, message = %err.message, "Worker reported an error");
                 }
             }
-            WorkerFrame::Event(event) => {
-                let tx = lock(&subscribers).get(event.session_id()).cloned();
-                if let Some(tx) = tx {
-                    // Backpressure: a slow subscriber slows this stream; nothing is buffered without bound.
-                    if tx.send(event).await.is_err() {
-                        // Subscriber went away; drop its route.
-                    }
-                }
-            }
             WorkerFrame::Progress(p) => {
                 // Unbounded, but only the entries of one call: a prepare's notes and its hook output
                 // (capped on the host).
@@ -382,26 +433,64 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let _ = tx.send(p.entry);
                 }
             }
-            WorkerFrame::Hello(_) => {}
+            // Events were decoded as `Decoded::Event` above.
+            WorkerFrame::Hello(_) | WorkerFrame::Event(_) => {}
         }
     }
+    send_batch(batch.take()).await;
     closed.cancel();
     for (_, (_, tx)) in lock(&pending).drain() {
         let _ = tx.send(Err(WorkerCallError::Disconnected));
     }
 }
 
-/// Decodes one worker frame. Log events, nearly all of the traffic, are decoded straight into their
-/// struct: the generic path buffers every frame in serde's intermediate form first (the frame enum is
-/// internally tagged with an untagged variant), which costs more than the decoding itself. The worker
-/// writes the tag first, so a log event's line starts with it; anything else takes the generic path.
-fn decode_frame(buf: &[u8]) -> serde_json::Result<WorkerFrame> {
-    if buf.starts_with(br#"{"type":"log","#)
-        && let Ok(log) = serde_json::from_slice::<LogEvent>(buf)
-    {
-        return Ok(WorkerFrame::Event(SessionEvent::Log(log)));
+/// Hands a gathered batch to its subscriber. Backpressure: a slow subscriber slows this stream; nothing
+/// is buffered without bound. A subscriber that went away just misses it.
+async fn send_batch(batch: Option<(mpsc::Sender<EventBatch>, EventBatch)>) {
+    if let Some((tx, events)) = batch {
+        let _ = tx.send(events).await;
     }
-    serde_json::from_slice(buf)
+}
+
+#[derive(Debug)]
+enum Decoded {
+    Event(Received),
+    Other(WorkerFrame),
+}
+
+/// A log frame's fields, its entry kept as the text it was sent as.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLogFrame<'a> {
+    session_id: String,
+    seq: u64,
+    #[serde(borrow)]
+    entry: &'a serde_json::value::RawValue,
+}
+
+/// Decodes one worker frame. Log events, nearly all of the traffic, are decoded straight into their
+/// struct, their entry's text kept as sent: the generic path buffers every frame in serde's intermediate
+/// form first (the frame enum is internally tagged with an untagged variant), which costs more than the
+/// decoding itself. The worker writes the tag first, so a log event's line starts with it; anything else
+/// takes the generic path.
+fn decode_frame(buf: &[u8]) -> serde_json::Result<Decoded> {
+    if buf.starts_with(br#"{"type":"log","#)
+        && let Ok(raw) = serde_json::from_slice::<RawLogFrame<'_>>(buf)
+        && let Ok(entry) = serde_json::from_str(raw.entry.get())
+    {
+        return Ok(Decoded::Event(Received {
+            event: SessionEvent::Log(LogEvent {
+                session_id: raw.session_id,
+                seq: raw.seq,
+                entry,
+            }),
+            entry_json: Some(raw.entry.get().to_string()),
+        }));
+    }
+    Ok(match serde_json::from_slice(buf)? {
+        WorkerFrame::Event(event) => Decoded::Event(event.into()),
+        other => Decoded::Other(other),
+    })
 }
 
 /// Reads one `\n`-terminated line into `buf` without its newline, discarding the bytes of a line longer

@@ -2,7 +2,8 @@
 //! follow its journal, store and broadcast its log entries, drive continuation turns, and report the
 //! outcome to the scheduler. A run never touches scheduler state; it only sends `RunEvent`s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use super::command::{Command, RunEvent, RunOutcome};
 use super::decide::continue_after_turn;
 use crate::hosts::link::{HostLink, LinkError};
+use crate::hosts::worker_client::{EventBatch, Received};
 use crate::issue_logs::LogHub;
-use crate::store::StoreHandle;
+use crate::store::{StoreHandle, StoredLog};
 use crate::tracker::SharedTracker;
 
 /// How the run starts.
@@ -306,7 +308,7 @@ async fn drive(spec: &RunSpec) -> RunOutcome {
 /// Consumes the session's events until the run is over.
 async fn follow(
     spec: &RunSpec,
-    feed: &mut mpsc::Receiver<SessionEvent>,
+    feed: &mut mpsc::Receiver<EventBatch>,
     totals: &mut Totals,
     logs_seq: u64,
     began: Instant,
@@ -318,11 +320,11 @@ async fn follow(
     let mut last_progress_sent = Instant::now() - Duration::from_secs(10);
     let mut pending_progress: Option<(String, String, DateTime<Utc>)> = None;
     let mut cancel_sent_at: Option<Instant> = None;
-    // An event taken from the feed while draining a burst of log entries, handled next.
-    let mut next: Option<SessionEvent> = None;
+    // Events taken from the feed and not handled yet, oldest first.
+    let mut pending: VecDeque<Received> = VecDeque::new();
     loop {
         let grace_deadline = cancel_sent_at.map(|t| t + spec.cancel_grace + Duration::from_secs(10));
-        let event = if let Some(e) = next.take() {
+        let received = if let Some(e) = pending.pop_front() {
             e
         } else {
             tokio::select! {
@@ -347,24 +349,32 @@ async fn follow(
                     continue;
                 }
                 e = feed.recv() => match e {
-                    Some(e) => e,
+                    Some(events) => {
+                        pending.extend(events);
+                        continue;
+                    }
                     None => return failed("the session's event feed closed unexpectedly"),
                 },
             }
         };
-        let seq = event.seq();
+        let seq = received.seq();
         if std::mem::take(&mut first_event) {
             tracing::debug!(issue = %spec.identifier, seq, elapsed_ms = began.elapsed().as_secs_f64() * 1e3, "First session event");
         }
-        match event {
+        match received.event {
             SessionEvent::Log(log) => {
                 // A burst is published as a batch: what else the feed already holds, up to the first
                 // event that is not a log entry (kept for the next round).
-                let mut batch = Vec::new();
-                let mut incoming = Some((seq, log));
-                while let Some((seq, log)) = incoming.take() {
+                let mut batch: Vec<StoredLog> = Vec::new();
+                let mut last_entry: Option<(LogEventKind, String)> = None;
+                let mut incoming = Some((seq, log, received.entry_json));
+                let identifier: Arc<str> = spec.identifier.as_str().into();
+                while let Some((seq, log, json)) = incoming.take() {
                     if seq > logs_seq {
                         let mut entry = log.entry;
+                        // The worker journals entries that name their session and seq; its text is then
+                        // exactly what serializing the entry gives.
+                        let as_sent = entry.session_id.is_some() && entry.seq == Some(seq);
                         entry.session_id.get_or_insert_with(|| spec.session_id.clone());
                         entry.seq = Some(seq);
                         match entry.event {
@@ -373,20 +383,32 @@ async fn follow(
                             LogEventKind::Pr => send(spec, RunEvent::PrSeen(entry.message.trim().to_string())).await,
                             _ => {}
                         }
-                        batch.push(entry);
+                        batch.push(match json {
+                            Some(json) if as_sent => StoredLog::with_json(identifier.clone(), &entry, json),
+                            _ => StoredLog::new(0, identifier.clone(), &entry),
+                        });
+                        last_entry = Some((entry.event, entry.message));
                     }
                     if batch.len() < crate::store::MAX_BATCH {
-                        match feed.try_recv() {
-                            Ok(SessionEvent::Log(l)) => incoming = Some((l.seq, l)),
-                            Ok(other) => next = Some(other),
-                            Err(_) => {}
+                        if pending.is_empty()
+                            && let Ok(events) = feed.try_recv()
+                        {
+                            pending.extend(events);
+                        }
+                        if matches!(pending.front(), Some(r) if matches!(r.event, SessionEvent::Log(_)))
+                            && let Some(Received {
+                                event: SessionEvent::Log(l),
+                                entry_json,
+                            }) = pending.pop_front()
+                        {
+                            incoming = Some((l.seq, l, entry_json));
                         }
                     }
                 }
-                if let Some(last) = batch.last() {
-                    let summary = last.message.chars().take(300).collect::<String>();
-                    pending_progress = Some((event_kind(last.event).to_string(), summary, now()));
-                    spec.hub.publish_many(&spec.identifier, batch).await;
+                if let Some((event, message)) = last_entry {
+                    let summary = message.chars().take(300).collect::<String>();
+                    pending_progress = Some((event_kind(event).to_string(), summary, now()));
+                    spec.hub.publish_stored(batch).await;
                     if last_progress_sent.elapsed() >= Duration::from_millis(250)
                         && let Some((kind, msg, at)) = pending_progress.take()
                     {

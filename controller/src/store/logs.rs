@@ -64,6 +64,20 @@ impl StoredLog {
     }
 }
 
+impl StoredLog {
+    /// An entry whose serialized form the caller already holds (`json` must be exactly what
+    /// serializing `entry` gives, or a newer writer's superset of it).
+    pub fn with_json(identifier: Arc<str>, entry: &IssueLogEntry, json: String) -> StoredLog {
+        StoredLog {
+            id: 0,
+            identifier,
+            session_id: entry.session_id.clone(),
+            seq: entry.seq,
+            json,
+        }
+    }
+}
+
 /// A stored entry read back: its id and its JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
@@ -138,8 +152,10 @@ impl Store {
                         let known = match sessions.get_mut(session) {
                             Some(known) => known,
                             None => {
-                                let stored: Option<i64> =
-                                    max_seq.query_row([session], |r| r.get(0)).optional().ctx("append logs")?;
+                                let stored: Option<i64> = max_seq
+                                    .query_row([session], |r| r.get(0))
+                                    .optional()
+                                    .ctx("append logs")?;
                                 sessions.entry(session).or_insert((stored.map(|s| s as u64), false))
                             }
                         };

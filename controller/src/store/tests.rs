@@ -107,7 +107,8 @@ fn logs_are_ordered_deduplicated_and_prunable() {
         "clearing everything counts for every issue"
     );
     assert_eq!(s.max_log_id().unwrap(), 5, "ids removed by clearing are not used again");
-    s.append_logs(&[log(6, "A-1", "s1", 3), log(7, "A-1", "s1", 4)]).unwrap();
+    s.append_logs(&[log(6, "A-1", "s1", 3), log(7, "A-1", "s1", 4)])
+        .unwrap();
     assert_eq!(
         seqs(&s, "A-1", 0),
         vec![4],
@@ -132,7 +133,10 @@ fn long_writes_are_split_into_rows_and_read_back_from_any_id() {
         .conn
         .query_row("SELECT COUNT(*) FROM log_rows", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(rows, 5, "1500 entries in 3 rows of at most 512, B-1's row, the rest of A-1's");
+    assert_eq!(
+        rows, 5,
+        "1500 entries in 3 rows of at most 512, B-1's row, the rest of A-1's"
+    );
     let all = s.logs("A-1", 0).unwrap();
     assert_eq!(all.len(), 1599);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
@@ -156,7 +160,8 @@ fn a_session_is_stored_exactly_once_across_writes_and_reopen() {
     let path = dir.path().join("itervox.db");
     {
         let mut s = Store::open(&path).unwrap();
-        s.append_logs(&[log(1, "A-1", "s1", 1), log(2, "A-1", "s1", 2)]).unwrap();
+        s.append_logs(&[log(1, "A-1", "s1", 1), log(2, "A-1", "s1", 2)])
+            .unwrap();
     }
     let mut s = Store::open(&path).unwrap();
     // A re-attach after a restart replays the journal from an older seq: only what is new is stored.
@@ -214,7 +219,8 @@ fn entries_stored_one_row_each_by_the_first_schema_are_migrated() {
         )
         .unwrap();
     assert_eq!(old, 0, "the old table is gone");
-    s.append_logs(&[log(5, "A-1", "s1", 3), log(6, "A-1", "s1", 4)]).unwrap();
+    s.append_logs(&[log(5, "A-1", "s1", 3), log(6, "A-1", "s1", 4)])
+        .unwrap();
     assert_eq!(seqs(&s, "A-1", 0), vec![1, 2, 3, 4]);
     drop(s);
     // Opening again finds nothing to migrate.

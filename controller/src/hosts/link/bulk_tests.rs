@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Notify, broadcast, oneshot};
 
 use super::*;
+use crate::hosts::worker_client::EventBatch;
 
 /// Entries in the large sublog answer, each with a 1 KiB message: a frame of several MB.
 const BIG_ENTRIES: usize = 4000;
@@ -183,12 +184,17 @@ async fn wait_for(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-async fn next_event(rx: &mut mpsc::Receiver<SessionEvent>) -> u64 {
-    tokio::time::timeout(PATIENCE, rx.recv())
-        .await
-        .expect("no session event arrived")
-        .expect("the feed ended")
-        .seq()
+/// The seqs of the next `n` events of a feed, however they were batched.
+async fn next_seqs(rx: &mut mpsc::Receiver<EventBatch>, n: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        let batch = tokio::time::timeout(PATIENCE, rx.recv())
+            .await
+            .expect("no session event arrived")
+            .expect("the feed ended");
+        seqs.extend(batch.iter().map(|r| r.seq()));
+    }
+    seqs
 }
 
 #[tokio::test]
@@ -209,9 +215,7 @@ async fn a_large_sublog_read_goes_over_its_own_stream_and_session_events_pass_it
     for seq in 1..=3 {
         fake.emit.send(seq).unwrap();
     }
-    for seq in 1..=3 {
-        assert_eq!(next_event(&mut feed).await, seq);
-    }
+    assert_eq!(next_seqs(&mut feed, 3).await, vec![1, 2, 3]);
     assert!(
         !read.is_finished(),
         "the sublog answer completed before it was released"

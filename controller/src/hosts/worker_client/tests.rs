@@ -122,8 +122,7 @@ async fn handshake_calls_and_events() {
         .await
         .unwrap();
     assert_eq!(attached.last_seq, 3);
-    assert_eq!(rx.recv().await.unwrap().seq(), 2);
-    assert_eq!(rx.recv().await.unwrap().seq(), 3);
+    assert_eq!(next_seqs(&mut rx, 2).await, vec![2, 3]);
 
     let err = client
         .call::<Cancelled>(
@@ -198,6 +197,83 @@ async fn pending_call_fails_when_stream_ends() {
     assert_eq!(res.unwrap_err(), WorkerCallError::Disconnected);
 }
 
+/// The seqs of the next `n` events on a subscriber's channel, however they were batched.
+async fn next_seqs(rx: &mut mpsc::Receiver<EventBatch>, n: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("no events arrived")
+            .expect("the channel closed");
+        assert!(!batch.is_empty(), "an empty batch");
+        seqs.extend(batch.iter().map(Received::seq));
+    }
+    seqs
+}
+
+/// A burst of one session's events that arrives together goes to its subscriber in few messages, in
+/// order; another session's events and an answer in between keep their places.
+#[tokio::test]
+async fn a_burst_of_events_goes_to_its_subscriber_in_batches_in_order() {
+    let (client_side, worker_side) = tokio::io::duplex(1 << 20);
+    let (cr, cw) = tokio::io::split(client_side);
+    let (wr, mut ww) = tokio::io::split(worker_side);
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(wr).lines();
+        let _ = lines.next_line().await;
+        send(&mut ww, &worker_hello(PROTOCOL_VERSION)).await;
+        let _ = go_rx.await;
+        // One write: 300 events of s-1, then one of s-2, an answer to nothing, then 2 more of s-1.
+        let mut text = Vec::new();
+        let mut frame = |f: &WorkerFrame| {
+            text.extend(serde_json::to_vec(f).unwrap());
+            text.push(b'\n');
+        };
+        for seq in 1..=300 {
+            frame(&log_event(seq));
+        }
+        let mut other = log_event(1);
+        if let WorkerFrame::Event(SessionEvent::Log(l)) = &mut other {
+            l.session_id = "s-2".into();
+        }
+        frame(&other);
+        frame(&WorkerFrame::Ok(OkAnswer {
+            id: 999,
+            result: Default::default(),
+        }));
+        frame(&log_event(301));
+        frame(&log_event(302));
+        ww.write_all(&text).await.unwrap();
+        ww.flush().await.unwrap();
+        // Keep the stream open.
+        std::future::pending::<()>().await;
+    });
+    let client = WorkerClient::start(cr, cw, hello(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (tx1, mut rx1) = mpsc::channel(1024);
+    let (tx2, mut rx2) = mpsc::channel(1024);
+    client.subscribe("s-1", tx1);
+    client.subscribe("s-2", tx2);
+    go_tx.send(()).unwrap();
+    let mut batches = 0;
+    let mut seqs = Vec::new();
+    while seqs.len() < 302 {
+        let batch = tokio::time::timeout(Duration::from_secs(10), rx1.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(batch.len() <= EVENT_BATCH);
+        assert!(batch.iter().all(|r| r.event.session_id() == "s-1"));
+        batches += 1;
+        seqs.extend(batch.iter().map(Received::seq));
+    }
+    assert_eq!(seqs, (1..=302).collect::<Vec<u64>>(), "every event once, in order");
+    assert!(batches < 302 / 2, "{batches} messages for 302 events");
+    assert_eq!(next_seqs(&mut rx2, 1).await, vec![1]);
+}
+
 #[test]
 fn log_frames_decode_the_same_on_the_fast_path() {
     let mut frame = log_event(7);
@@ -211,16 +287,32 @@ fn log_frames_decode_the_same_on_the_fast_path() {
         line.starts_with(br#"{"type":"log","#),
         "the worker writes the tag first"
     );
-    assert_eq!(decode_frame(&line).unwrap(), frame);
-    // Other frames, and a log line in another field order, take the generic path.
+    let Decoded::Event(received) = decode_frame(&line).unwrap() else {
+        panic!("a log event");
+    };
+    let WorkerFrame::Event(event) = &frame else {
+        unreachable!()
+    };
+    assert_eq!(&received.event, event);
+    // The entry's text as sent is kept, and it is what serializing the entry gives.
+    let SessionEvent::Log(log) = event else { unreachable!() };
+    assert_eq!(received.entry_json, Some(serde_json::to_string(&log.entry).unwrap()));
+    // Other frames, and a log line in another field order, take the generic path (without the text).
     let other =
         br#"{"sessionId":"s-1","type":"log","seq":3,"entry":{"level":"info","event":"text","message":"m","time":"t"}}"#;
-    let WorkerFrame::Event(SessionEvent::Log(log)) = decode_frame(other).unwrap() else {
-        panic!("a log event");
+    let Decoded::Event(Received {
+        event: SessionEvent::Log(log),
+        entry_json: None,
+    }) = decode_frame(other).unwrap()
+    else {
+        panic!("a log event without its text");
     };
     assert_eq!(log.seq, 3);
     let hello = serde_json::to_vec(&worker_hello(PROTOCOL_VERSION)).unwrap();
-    assert!(matches!(decode_frame(&hello).unwrap(), WorkerFrame::Hello(_)));
+    assert!(matches!(
+        decode_frame(&hello).unwrap(),
+        Decoded::Other(WorkerFrame::Hello(_))
+    ));
     assert!(decode_frame(br#"{"type":"log","seq":"#).is_err());
 }
 
