@@ -307,6 +307,12 @@ async fn run(rounds: Rounds) -> anyhow::Result<()> {
 
 type Row = (String, String, String);
 
+/// The message of a demo agent's spam entry (`"message":"spam …"`), found in the entry's JSON text.
+fn spam_message(data: &str) -> Option<&str> {
+    let at = data.find("\"message\":\"spam ")?;
+    Some(&data[at + "\"message\":\"".len()..])
+}
+
 /// CPU time so far of every `sshd` and `itervox-worker` process (the lab host's side), by pid.
 fn host_cpu() -> std::collections::HashMap<String, f64> {
     let mut out = std::collections::HashMap::new();
@@ -358,13 +364,15 @@ async fn replay(
     )?;
     let mut stream = SseStream::open(&format!("{}/issues/{id}/log-stream", ctl.api()), &[]).await?;
     api.call("POST", "/refresh", None).await?;
-    let is_spam = |entry: &Value| entry["message"].as_str().is_some_and(|m| m.starts_with("spam "));
+    // Like `ssh host cat` read line by line, the client frames the events and does not parse their JSON:
+    // it finds the entry's message by its text.
+    let is_spam = |data: &str| spam_message(data).is_some();
     let session = loop {
         let Some(event) = stream.next(PATIENCE).await else {
             bail!("no spam entry for {id} within {PATIENCE:?}");
         };
-        let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-        if is_spam(&entry) {
+        if is_spam(&event.data) {
+            let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
             break entry["sessionId"].as_str().unwrap_or_default().to_string();
         }
     };
@@ -372,8 +380,7 @@ async fn replay(
     // What was already on its way arrives; then the stream is quiet.
     let mut before = 1usize;
     while let Some(event) = stream.next(Duration::from_millis(500)).await {
-        let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-        before += usize::from(is_spam(&entry));
+        before += usize::from(is_spam(&event.data));
     }
     let journal = host
         .home()
@@ -406,12 +413,11 @@ async fn replay(
             gaps += 1;
             continue;
         }
-        let entry: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-        if is_spam(&entry) {
+        if let Some(message) = spam_message(&event.data) {
             first.get_or_insert_with(Instant::now);
             count += 1;
             bytes += event.data.len();
-            if entry["message"].as_str().is_some_and(|m| m.starts_with(&last_line)) {
+            if message.starts_with(&last_line) {
                 break;
             }
         }
@@ -450,8 +456,7 @@ async fn replay(
     let started = Instant::now();
     let (mut stored, mut stored_bytes, mut last) = (0usize, 0usize, started);
     while let Some(event) = again.next(Duration::from_millis(500)).await {
-        let _: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-        stored += 1;
+        stored += usize::from(event.event.as_deref() == Some("log"));
         stored_bytes += event.data.len();
         last = Instant::now();
     }

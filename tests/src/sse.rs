@@ -52,7 +52,7 @@ impl SseStream {
     pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(rel) = self.buf[self.scanned..].windows(2).position(|w| w == b"\n\n") {
+            if let Some(rel) = memchr::memmem::find(&self.buf[self.scanned..], b"\n\n") {
                 let end = self.scanned + rel + 2;
                 let block = String::from_utf8_lossy(&self.buf[self.start..end]).into_owned();
                 self.start = end;
@@ -70,6 +70,7 @@ impl SseStream {
             // The last byte may be the first half of a block end.
             self.scanned = self.buf.len().saturating_sub(1).max(self.start);
             match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(Some(Ok(chunk))) if memchr::memchr(b'\r', &chunk).is_none() => self.buf.extend_from_slice(&chunk),
                 Ok(Some(Ok(chunk))) => self.buf.extend(chunk.iter().filter(|&&b| b != b'\r')),
                 _ => return None,
             }
