@@ -26,8 +26,10 @@ struct Inner {
     store: StoreHandle,
 }
 
-/// How many entries a live follower may fall behind before it is resynchronised from the store.
-const BROADCAST_CAPACITY: usize = 8192;
+/// How many entries a live follower may fall behind before it is resynchronised from the store: a
+/// replayed journal arrives at hundreds of thousands of entries a second, and a viewer that pauses for
+/// a few dozen milliseconds should not have to go back to the store (or miss pruned entries).
+const BROADCAST_CAPACITY: usize = 32_768;
 
 impl LogHub {
     pub fn new(store: StoreHandle) -> LogHub {

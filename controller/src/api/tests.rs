@@ -306,9 +306,9 @@ async fn a_follower_that_fell_behind_past_pruned_entries_is_told_of_the_gap() {
     let mut text = String::new();
     read_sse_until(&mut body, &mut text, "line 0").await;
 
-    // The follower reads nothing while 30 000 more entries are published: far past the live buffer, and
-    // the store keeps only the newest 20 000.
-    let total = 30_000;
+    // The follower reads nothing while 60 000 more entries are published: far past the live buffer
+    // (32 768), and the store keeps only the newest 20 000 to 30 000.
+    let total = 60_000;
     for i in 1..=total {
         f.hub.publish("T-1", entry(i)).await;
     }

@@ -6,6 +6,7 @@
 //! reconnection: when the stream ends, the client is closed and every pending call fails with
 //! `Disconnected`; `hosts::link` makes a new client and re-attaches.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -16,7 +17,7 @@ use itervox_protocol::worker::{
     ControllerFrame, ControllerHello, LogEvent, MAX_FRAME_BYTES, Request, RequestBody, SessionEvent, WorkerFrame,
     WorkerHello,
 };
-use itervox_protocol::{IssueLogEntry, PROTOCOL_VERSION};
+use itervox_protocol::{IssueLogEntry, LogEventKind, PROTOCOL_VERSION};
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot};
@@ -76,28 +77,57 @@ type Pending = Arc<
 >;
 type Subscribers = Arc<Mutex<HashMap<String, mpsc::Sender<EventBatch>>>>;
 
-/// A session event as received, with, for a log entry, the entry's JSON exactly as the worker sent it:
-/// the supervisor journals entries that already name their session and seq, so that text is what the
-/// controller stores and serves, without serializing the entry again.
+/// A session event as received. A log entry is kept as its JSON text (naming its session and seq), which
+/// is what the controller stores and serves, with the few facts the run acts on; the supervisor
+/// journals entries in exactly that form, so a replayed burst is checked, not rebuilt.
 #[derive(Debug, Clone)]
-pub struct Received {
-    pub event: SessionEvent,
-    /// The `entry` of a log event as sent; None for other events.
-    pub entry_json: Option<String>,
+pub enum Received {
+    Log(ReceivedLog),
+    Other(SessionEvent),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedLog {
+    pub seq: u64,
+    pub event: LogEventKind,
+    /// The entry as JSON, with its `sessionId` and `seq`.
+    pub json: String,
+}
+
+impl ReceivedLog {
+    /// From a decoded event: the entry gets its session and seq, and is serialized.
+    pub fn from_event(log: LogEvent) -> ReceivedLog {
+        let mut entry = log.entry;
+        entry.session_id.get_or_insert(log.session_id);
+        entry.seq = Some(log.seq);
+        ReceivedLog {
+            seq: log.seq,
+            event: entry.event,
+            json: serde_json::to_string(&entry).unwrap_or_default(),
+        }
+    }
+
+    /// The entry itself (parsed again from its text; for the few entries whose message matters).
+    pub fn entry(&self) -> Option<IssueLogEntry> {
+        serde_json::from_str(&self.json).ok()
+    }
 }
 
 impl Received {
     /// The event's position in its session's journal.
     pub fn seq(&self) -> u64 {
-        self.event.seq()
+        match self {
+            Received::Log(l) => l.seq,
+            Received::Other(e) => e.seq(),
+        }
     }
 }
 
 impl From<SessionEvent> for Received {
     fn from(event: SessionEvent) -> Received {
-        Received {
-            event,
-            entry_json: None,
+        match event {
+            SessionEvent::Log(log) => Received::Log(ReceivedLog::from_event(log)),
+            other => Received::Other(other),
         }
     }
 }
@@ -355,8 +385,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     closed: CancellationToken,
 ) {
     let mut buf = Vec::with_capacity(64 * 1024);
-    // Events of one session gathered while more complete frames are already buffered.
-    let mut batch: Option<(mpsc::Sender<EventBatch>, EventBatch)> = None;
+    // Events of one session (named) gathered while more complete frames are already buffered.
+    let mut batch: Option<(String, mpsc::Sender<EventBatch>, EventBatch)> = None;
     loop {
         // What was gathered goes out before the loop may wait for the stream.
         if batch.is_some() && !reader.buffer().contains(&b'\n') {
@@ -389,19 +419,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         };
         let frame = match frame {
-            Decoded::Event(received) => {
-                let session = received.event.session_id();
-                if let Some((_, events)) = &mut batch
+            Decoded::Event { session, event } => {
+                if let Some((batch_session, _, events)) = &mut batch
                     && events.len() < EVENT_BATCH
-                    && events.first().is_some_and(|e| e.event.session_id() == session)
+                    && **batch_session == *session
                 {
-                    events.push(received);
+                    events.push(event);
                     continue;
                 }
                 send_batch(batch.take()).await;
-                let tx = lock(&subscribers).get(session).cloned();
+                let tx = lock(&subscribers).get(&*session).cloned();
                 if let Some(tx) = tx {
-                    batch = Some((tx, vec![received]));
+                    batch = Some((session.into_owned(), tx, vec![event]));
                 }
                 continue;
             }
@@ -446,15 +475,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 /// Hands a gathered batch to its subscriber. Backpressure: a slow subscriber slows this stream; nothing
 /// is buffered without bound. A subscriber that went away just misses it.
-async fn send_batch(batch: Option<(mpsc::Sender<EventBatch>, EventBatch)>) {
-    if let Some((tx, events)) = batch {
+async fn send_batch(batch: Option<(String, mpsc::Sender<EventBatch>, EventBatch)>) {
+    if let Some((_, tx, events)) = batch {
         let _ = tx.send(events).await;
     }
 }
 
 #[derive(Debug)]
-enum Decoded {
-    Event(Received),
+enum Decoded<'a> {
+    /// An event of the named session.
+    Event {
+        session: Cow<'a, str>,
+        event: Received,
+    },
     Other(WorkerFrame),
 }
 
@@ -462,33 +495,62 @@ enum Decoded {
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawLogFrame<'a> {
-    session_id: String,
+    #[serde(borrow)]
+    session_id: Cow<'a, str>,
     seq: u64,
     #[serde(borrow)]
     entry: &'a serde_json::value::RawValue,
 }
 
+/// An `IssueLogEntry` read without copying its strings: checks the entry's shape and gives the fields
+/// the controller needs, while the entry's text itself is kept as sent.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Fields are read to check their types.
+struct EntryView<'a> {
+    level: itervox_protocol::LogLevel,
+    event: LogEventKind,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+    #[serde(default, borrow)]
+    tool: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(default, borrow)]
+    detail: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    seq: Option<u64>,
+}
+
 /// Decodes one worker frame. Log events, nearly all of the traffic, are decoded straight into their
-/// struct, their entry's text kept as sent: the generic path buffers every frame in serde's intermediate
-/// form first (the frame enum is internally tagged with an untagged variant), which costs more than the
-/// decoding itself. The worker writes the tag first, so a log event's line starts with it; anything else
-/// takes the generic path.
-fn decode_frame(buf: &[u8]) -> serde_json::Result<Decoded> {
+/// struct, and their entry is checked in place and kept as the text it came as: the generic path buffers
+/// every frame in serde's intermediate form first (the frame enum is internally tagged with an untagged
+/// variant), which costs more than the decoding itself, and rebuilding each entry would cost as much
+/// again. The worker writes the tag first, so a log event's line starts with it; anything else (and an
+/// entry that does not name its session and seq) takes the generic path.
+fn decode_frame(buf: &[u8]) -> serde_json::Result<Decoded<'_>> {
     if buf.starts_with(br#"{"type":"log","#)
         && let Ok(raw) = serde_json::from_slice::<RawLogFrame<'_>>(buf)
-        && let Ok(entry) = serde_json::from_str(raw.entry.get())
+        && let Ok(view) = serde_json::from_str::<EntryView<'_>>(raw.entry.get())
+        && view.session_id.as_deref() == Some(&*raw.session_id)
+        && view.seq == Some(raw.seq)
     {
-        return Ok(Decoded::Event(Received {
-            event: SessionEvent::Log(LogEvent {
-                session_id: raw.session_id,
+        return Ok(Decoded::Event {
+            event: Received::Log(ReceivedLog {
                 seq: raw.seq,
-                entry,
+                event: view.event,
+                json: raw.entry.get().to_string(),
             }),
-            entry_json: Some(raw.entry.get().to_string()),
-        }));
+            session: raw.session_id,
+        });
     }
     Ok(match serde_json::from_slice(buf)? {
-        WorkerFrame::Event(event) => Decoded::Event(event.into()),
+        WorkerFrame::Event(event) => Decoded::Event {
+            session: Cow::Owned(event.session_id().to_string()),
+            event: event.into(),
+        },
         other => Decoded::Other(other),
     })
 }

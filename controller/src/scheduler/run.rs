@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::command::{Command, RunEvent, RunOutcome};
 use super::decide::continue_after_turn;
 use crate::hosts::link::{HostLink, LinkError};
-use crate::hosts::worker_client::{EventBatch, Received};
+use crate::hosts::worker_client::{EventBatch, Received, ReceivedLog};
 use crate::issue_logs::LogHub;
 use crate::store::{StoreHandle, StoredLog};
 use crate::tracker::SharedTracker;
@@ -322,6 +322,9 @@ async fn follow(
     let mut cancel_sent_at: Option<Instant> = None;
     // Events taken from the feed and not handled yet, oldest first.
     let mut pending: VecDeque<Received> = VecDeque::new();
+    // Shared by every stored entry of the run.
+    let identifier: Arc<str> = spec.identifier.as_str().into();
+    let session: Arc<str> = spec.session_id.as_str().into();
     loop {
         let grace_deadline = cancel_sent_at.map(|t| t + spec.cancel_grace + Duration::from_secs(10));
         let received = if let Some(e) = pending.pop_front() {
@@ -361,33 +364,30 @@ async fn follow(
         if std::mem::take(&mut first_event) {
             tracing::debug!(issue = %spec.identifier, seq, elapsed_ms = began.elapsed().as_secs_f64() * 1e3, "First session event");
         }
-        match received.event {
-            SessionEvent::Log(log) => {
+        let event = match received {
+            Received::Log(log) => Ok(log),
+            Received::Other(SessionEvent::Log(log)) => Ok(ReceivedLog::from_event(log)),
+            Received::Other(other) => Err(other),
+        };
+        let event = match event {
+            Ok(log) => {
                 // A burst is published as a batch: what else the feed already holds, up to the first
                 // event that is not a log entry (kept for the next round).
                 let mut batch: Vec<StoredLog> = Vec::new();
-                let mut last_entry: Option<(LogEventKind, String)> = None;
-                let mut incoming = Some((seq, log, received.entry_json));
-                let identifier: Arc<str> = spec.identifier.as_str().into();
-                while let Some((seq, log, json)) = incoming.take() {
-                    if seq > logs_seq {
-                        let mut entry = log.entry;
-                        // The worker journals entries that name their session and seq; its text is then
-                        // exactly what serializing the entry gives.
-                        let as_sent = entry.session_id.is_some() && entry.seq == Some(seq);
-                        entry.session_id.get_or_insert_with(|| spec.session_id.clone());
-                        entry.seq = Some(seq);
-                        match entry.event {
+                let mut incoming = Some(log);
+                while let Some(log) = incoming.take() {
+                    if log.seq > logs_seq {
+                        match log.event {
                             LogEventKind::Action => tool_calls_this_turn += 1,
                             LogEventKind::Subagent => subagents += 1,
-                            LogEventKind::Pr => send(spec, RunEvent::PrSeen(entry.message.trim().to_string())).await,
+                            LogEventKind::Pr => {
+                                if let Some(entry) = log.entry() {
+                                    send(spec, RunEvent::PrSeen(entry.message.trim().to_string())).await;
+                                }
+                            }
                             _ => {}
                         }
-                        batch.push(match json {
-                            Some(json) if as_sent => StoredLog::with_json(identifier.clone(), &entry, json),
-                            _ => StoredLog::new(0, identifier.clone(), &entry),
-                        });
-                        last_entry = Some((entry.event, entry.message));
+                        batch.push(StoredLog::received(identifier.clone(), session.clone(), log));
                     }
                     if batch.len() < crate::store::MAX_BATCH {
                         if pending.is_empty()
@@ -395,20 +395,23 @@ async fn follow(
                         {
                             pending.extend(events);
                         }
-                        if matches!(pending.front(), Some(r) if matches!(r.event, SessionEvent::Log(_)))
-                            && let Some(Received {
-                                event: SessionEvent::Log(l),
-                                entry_json,
-                            }) = pending.pop_front()
+                        if matches!(pending.front(), Some(Received::Log(_)))
+                            && let Some(Received::Log(next)) = pending.pop_front()
                         {
-                            incoming = Some((l.seq, l, entry_json));
+                            incoming = Some(next);
                         }
                     }
                 }
-                if let Some((event, message)) = last_entry {
-                    let summary = message.chars().take(300).collect::<String>();
-                    pending_progress = Some((event_kind(event).to_string(), summary, now()));
+                // The run's progress shows the burst's last entry.
+                let last = batch
+                    .last()
+                    .and_then(|l| serde_json::from_str::<IssueLogEntry>(&l.json).ok());
+                if !batch.is_empty() {
                     spec.hub.publish_stored(batch).await;
+                }
+                if let Some(last) = last {
+                    let summary = last.message.chars().take(300).collect::<String>();
+                    pending_progress = Some((event_kind(last.event).to_string(), summary, now()));
                     if last_progress_sent.elapsed() >= Duration::from_millis(250)
                         && let Some((kind, msg, at)) = pending_progress.take()
                     {
@@ -425,7 +428,13 @@ async fn follow(
                         last_progress_sent = Instant::now();
                     }
                 }
+                continue;
             }
+            Err(other) => other,
+        };
+        match event {
+            // Handled above.
+            SessionEvent::Log(_) => {}
             SessionEvent::Turn(t) => {
                 if seq <= totals.last_seq {
                     continue;

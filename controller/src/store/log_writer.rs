@@ -25,8 +25,10 @@ impl std::fmt::Debug for Msg {
     }
 }
 
-/// Entries written between prunes of one issue's log.
-const PRUNE_EVERY: u64 = 2_000;
+/// Entries written between prunes of one issue's log: the store holds between `MAX_LOGS_PER_ISSUE` and
+/// that many more, which is also how far a follower resynchronised from the store may have fallen behind
+/// before it misses entries.
+const PRUNE_EVERY: u64 = 10_000;
 
 /// The most entries one `write` may carry.
 pub const MAX_BATCH: usize = 128;

@@ -13,6 +13,7 @@ use itervox_protocol::IssueLogEntry;
 use rusqlite::{OptionalExtension, params};
 
 use super::{Ctx, Store, StoreError};
+use crate::hosts::worker_client::ReceivedLog;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS log_rows (
@@ -46,7 +47,7 @@ const ROW_ENTRIES: usize = 512;
 pub struct StoredLog {
     pub id: u64,
     pub identifier: Arc<str>,
-    pub session_id: Option<String>,
+    pub session_id: Option<Arc<str>>,
     pub seq: Option<u64>,
     /// The entry as stored and served.
     pub json: String,
@@ -57,23 +58,20 @@ impl StoredLog {
         StoredLog {
             id,
             identifier,
-            session_id: entry.session_id.clone(),
+            session_id: entry.session_id.as_deref().map(Arc::from),
             seq: entry.seq,
             json: serde_json::to_string(entry).unwrap_or_default(),
         }
     }
-}
 
-impl StoredLog {
-    /// An entry whose serialized form the caller already holds (`json` must be exactly what
-    /// serializing `entry` gives, or a newer writer's superset of it).
-    pub fn with_json(identifier: Arc<str>, entry: &IssueLogEntry, json: String) -> StoredLog {
+    /// A session's entry as the worker sent it (its JSON already names `session` and its seq).
+    pub fn received(identifier: Arc<str>, session: Arc<str>, log: ReceivedLog) -> StoredLog {
         StoredLog {
             id: 0,
             identifier,
-            session_id: entry.session_id.clone(),
-            seq: entry.seq,
-            json,
+            session_id: Some(session),
+            seq: Some(log.seq),
+            json: log.json,
         }
     }
 }

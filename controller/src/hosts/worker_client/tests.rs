@@ -265,7 +265,12 @@ async fn a_burst_of_events_goes_to_its_subscriber_in_batches_in_order() {
             .unwrap()
             .unwrap();
         assert!(batch.len() <= EVENT_BATCH);
-        assert!(batch.iter().all(|r| r.event.session_id() == "s-1"));
+        assert!(
+            batch
+                .iter()
+                .all(|r| matches!(r, Received::Log(l) if l.json.contains(r#""sessionId":"s-1""#))),
+            "only s-1's entries"
+        );
         batches += 1;
         seqs.extend(batch.iter().map(Received::seq));
     }
@@ -287,27 +292,48 @@ fn log_frames_decode_the_same_on_the_fast_path() {
         line.starts_with(br#"{"type":"log","#),
         "the worker writes the tag first"
     );
-    let Decoded::Event(received) = decode_frame(&line).unwrap() else {
-        panic!("a log event");
-    };
-    let WorkerFrame::Event(event) = &frame else {
+    let WorkerFrame::Event(SessionEvent::Log(sent)) = &frame else {
         unreachable!()
     };
-    assert_eq!(&received.event, event);
-    // The entry's text as sent is kept, and it is what serializing the entry gives.
-    let SessionEvent::Log(log) = event else { unreachable!() };
-    assert_eq!(received.entry_json, Some(serde_json::to_string(&log.entry).unwrap()));
-    // Other frames, and a log line in another field order, take the generic path (without the text).
-    let other =
-        br#"{"sessionId":"s-1","type":"log","seq":3,"entry":{"level":"info","event":"text","message":"m","time":"t"}}"#;
-    let Decoded::Event(Received {
-        event: SessionEvent::Log(log),
-        entry_json: None,
-    }) = decode_frame(other).unwrap()
+    let Decoded::Event {
+        session,
+        event: Received::Log(log),
+    } = decode_frame(&line).unwrap()
     else {
-        panic!("a log event without its text");
+        panic!("a log event");
     };
-    assert_eq!(log.seq, 3);
+    assert_eq!(session, "s-1");
+    // The entry's text is kept as sent, which is what serializing the entry gives.
+    assert_eq!(
+        log,
+        ReceivedLog {
+            seq: 7,
+            event: LogEventKind::Text,
+            json: serde_json::to_string(&sent.entry).unwrap(),
+        }
+    );
+    assert_eq!(log.entry().as_ref(), Some(&sent.entry));
+    // An entry that does not name its session and seq, and a log line in another field order, take the
+    // generic path and get them.
+    for line in [
+        serde_json::to_vec(&log_event(3)).unwrap(),
+        br#"{"sessionId":"s-1","type":"log","seq":3,"entry":{"level":"info","event":"text","message":"m","time":"t"}}"#
+            .to_vec(),
+    ] {
+        let Decoded::Event {
+            event: Received::Log(log),
+            ..
+        } = decode_frame(&line).unwrap()
+        else {
+            panic!("a log event");
+        };
+        assert_eq!(log.seq, 3);
+        let entry = log.entry().unwrap();
+        assert_eq!((entry.session_id.as_deref(), entry.seq), (Some("s-1"), Some(3)));
+    }
+    // An entry of the wrong shape is refused on both paths.
+    let bad = br#"{"type":"log","sessionId":"s-1","seq":1,"entry":{"level":"info","event":"text","message":5,"time":"t","sessionId":"s-1","seq":1}}"#;
+    assert!(decode_frame(bad).is_err());
     let hello = serde_json::to_vec(&worker_hello(PROTOCOL_VERSION)).unwrap();
     assert!(matches!(
         decode_frame(&hello).unwrap(),
