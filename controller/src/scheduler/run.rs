@@ -327,9 +327,7 @@ async fn follow(
     let session: Arc<str> = spec.session_id.as_str().into();
     loop {
         let grace_deadline = cancel_sent_at.map(|t| t + spec.cancel_grace + Duration::from_secs(10));
-        let received = if let Some(e) = pending.pop_front() {
-            e
-        } else {
+        let Some(received) = pending.pop_front() else {
             tokio::select! {
                 biased;
                 // Cancel-safe: a pending receive loses nothing; the journal replays on the next attach.
