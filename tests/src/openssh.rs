@@ -119,7 +119,10 @@ impl OpenSsh {
             bytes += n;
         }
         let ended = Instant::now();
-        child.wait()?;
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("ssh {command} failed ({status}) after {lines} lines");
+        }
         Ok(Counted {
             lines,
             bytes,
