@@ -491,15 +491,23 @@ enum Decoded<'a> {
     Other(WorkerFrame),
 }
 
-/// A log frame's fields, its entry kept as the text it was sent as.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawLogFrame<'a> {
-    #[serde(borrow)]
-    session_id: Cow<'a, str>,
-    seq: u64,
-    #[serde(borrow)]
-    entry: &'a serde_json::value::RawValue,
+/// A log frame as the worker writes it, split without parsing: `{"type":"log","sessionId":"<id>",
+/// "seq":<n>,"entry":<entry>}` gives the id (when it needs no unescaping), the seq and the entry's text.
+/// Any other form gives None (and takes the generic path).
+fn split_log_frame(buf: &[u8]) -> Option<(&str, u64, &str)> {
+    let rest = buf.strip_prefix(br#"{"type":"log","sessionId":""#)?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    let (session, rest) = rest.split_at(end);
+    let rest = rest.strip_prefix(br#"","seq":"#)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (seq, rest) = rest.split_at(digits);
+    let seq = std::str::from_utf8(seq).ok()?.parse().ok()?;
+    let entry = rest.strip_prefix(br#","entry":"#)?.strip_suffix(b"}")?;
+    Some((
+        std::str::from_utf8(session).ok()?,
+        seq,
+        std::str::from_utf8(entry).ok()?,
+    ))
 }
 
 /// An `IssueLogEntry` read without copying its strings: checks the entry's shape and gives the fields
@@ -524,26 +532,25 @@ struct EntryView<'a> {
     seq: Option<u64>,
 }
 
-/// Decodes one worker frame. Log events, nearly all of the traffic, are decoded straight into their
-/// struct, and their entry is checked in place and kept as the text it came as: the generic path buffers
-/// every frame in serde's intermediate form first (the frame enum is internally tagged with an untagged
-/// variant), which costs more than the decoding itself, and rebuilding each entry would cost as much
-/// again. The worker writes the tag first, so a log event's line starts with it; anything else (and an
-/// entry that does not name its session and seq) takes the generic path.
+/// Decodes one worker frame. Log events, nearly all of the traffic, come in the one form the worker
+/// writes (tag, session, seq, then the entry): the entry is parsed once, in place, to check its shape,
+/// and kept as the text it came as. The generic path buffers every frame in serde's intermediate form
+/// first (the frame enum is internally tagged with an untagged variant), which costs more than the
+/// decoding itself, and rebuilding each entry would cost as much again. Any other form (and an entry
+/// that does not name its session and seq) takes the generic path.
 fn decode_frame(buf: &[u8]) -> serde_json::Result<Decoded<'_>> {
-    if buf.starts_with(br#"{"type":"log","#)
-        && let Ok(raw) = serde_json::from_slice::<RawLogFrame<'_>>(buf)
-        && let Ok(view) = serde_json::from_str::<EntryView<'_>>(raw.entry.get())
-        && view.session_id.as_deref() == Some(&*raw.session_id)
-        && view.seq == Some(raw.seq)
+    if let Some((session, seq, entry)) = split_log_frame(buf)
+        && let Ok(view) = serde_json::from_str::<EntryView<'_>>(entry)
+        && view.session_id.as_deref() == Some(session)
+        && view.seq == Some(seq)
     {
         return Ok(Decoded::Event {
             event: Received::Log(ReceivedLog {
-                seq: raw.seq,
+                seq,
                 event: view.event,
-                json: raw.entry.get().to_string(),
+                json: entry.to_string(),
             }),
-            session: raw.session_id,
+            session: Cow::Borrowed(session),
         });
     }
     Ok(match serde_json::from_slice(buf)? {

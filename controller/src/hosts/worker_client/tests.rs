@@ -331,6 +331,28 @@ fn log_frames_decode_the_same_on_the_fast_path() {
         let entry = log.entry().unwrap();
         assert_eq!((entry.session_id.as_deref(), entry.seq), (Some("s-1"), Some(3)));
     }
+    // Other forms of the same frame decode the same through the generic path: a session id with an escape,
+    // a field after the entry, a space after a colon.
+    let text = String::from_utf8(line.clone()).unwrap();
+    for variant in [
+        text.replacen(r#""sessionId":"s-1""#, r#""sessionId":"s\u002d1""#, 1),
+        format!("{}{}", &text[..text.len() - 1], r#","extra":1}"#),
+        text.replacen(r#"{"type":"log","#, r#"{"type": "log","#, 1),
+    ] {
+        assert!(
+            split_log_frame(variant.as_bytes())
+                .is_none_or(|(_, _, entry)| serde_json::from_str::<EntryView<'_>>(entry).is_err()),
+            "{variant}"
+        );
+        let Decoded::Event {
+            session,
+            event: Received::Log(other),
+        } = decode_frame(variant.as_bytes()).unwrap()
+        else {
+            panic!("a log event: {variant}");
+        };
+        assert_eq!((session.as_ref(), &other), ("s-1", &log), "{variant}");
+    }
     // An entry of the wrong shape is refused on both paths.
     let bad = br#"{"type":"log","sessionId":"s-1","seq":1,"entry":{"level":"info","event":"text","message":5,"time":"t","sessionId":"s-1","seq":1}}"#;
     assert!(decode_frame(bad).is_err());
