@@ -388,8 +388,8 @@ fn spam_message(data: &str) -> Option<&str> {
     Some(&data[at + "\"message\":\"".len()..])
 }
 
-/// CPU time so far of every `sshd` and `itervox-worker` process (the lab host's side), by pid.
-fn host_cpu() -> std::collections::HashMap<String, f64> {
+/// CPU time so far of every `sshd` and `itervox-worker` process (the lab host's side), by (name, pid).
+fn host_cpu() -> std::collections::HashMap<(String, String), f64> {
     let mut out = std::collections::HashMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let pid = entry.file_name().to_string_lossy().to_string();
@@ -398,7 +398,7 @@ fn host_cpu() -> std::collections::HashMap<String, f64> {
         }
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         if matches!(comm.trim(), "sshd" | "itervox-worker") {
-            out.insert(pid.clone(), cpu_time(&pid));
+            out.insert((comm.trim().to_string(), pid.clone()), cpu_time(&pid));
         }
     }
     out
@@ -504,13 +504,19 @@ async fn replay(
         .map(|p| cpu_time(&p.to_string()))
         .zip(cpu_before.1)
         .map(|(a, b)| a - b);
-    let host_cpu = host_cpu()
-        .iter()
-        .map(|(pid, t)| t - cpu_before.2.get(pid).copied().unwrap_or(0.0))
-        .sum::<f64>();
+    let host_used = host_cpu();
+    let host = |name: &str| {
+        host_used
+            .iter()
+            .filter(|((comm, _), _)| comm == name)
+            .map(|(key, t)| t - cpu_before.2.get(key).copied().unwrap_or(0.0))
+            .sum::<f64>()
+    };
     let cpu = format!(
-        "controller {} s, SSE client {client_cpu:.2} s, host sshd + worker {host_cpu:.2} s",
+        "controller {} s, SSE client {client_cpu:.2} s, host sshd {:.2} s + worker {:.2} s",
         controller_cpu.map_or("?".to_string(), |c| format!("{c:.2}")),
+        host("sshd"),
+        host("itervox-worker"),
     );
     wait_finished(api, id).await?;
     // A new client of the finished issue: its stored entries from the controller's database over SSE.

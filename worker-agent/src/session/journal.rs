@@ -181,7 +181,26 @@ struct SeqOnly {
 
 /// The `seq` of a journal line, without decoding the rest.
 pub fn seq_of(line: &[u8]) -> Option<u64> {
-    serde_json::from_slice::<SeqOnly>(line).ok().map(|s| s.seq)
+    seq_of_prefix(line).or_else(|| serde_json::from_slice::<SeqOnly>(line).ok().map(|s| s.seq))
+}
+
+/// The seq of a line in the form this worker writes every event (`{"type":"…","sessionId":"…","seq":N,`),
+/// read from its first bytes; None for any other form (which the JSON parser then reads). A replay
+/// reads every line's seq, and parsing whole lines for it cost more than the rest of the replay.
+fn seq_of_prefix(line: &[u8]) -> Option<u64> {
+    /// The rest after a string's closing quote, for a string without escapes.
+    fn after_string(rest: &[u8]) -> Option<&[u8]> {
+        let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+        (rest[end] == b'"').then(|| &rest[end..])
+    }
+    let rest = after_string(line.strip_prefix(br#"{"type":""#)?)?;
+    let rest = after_string(rest.strip_prefix(br#"","sessionId":""#)?)?;
+    let rest = rest.strip_prefix(br#"","seq":"#)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if !matches!(rest.get(digits), Some(b',' | b'}')) {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 /// The last seq in the journal of `dir` (0 when empty). Read-only.
@@ -262,6 +281,8 @@ pub fn turn_refs(dir: &Path) -> std::io::Result<Vec<String>> {
 pub struct JournalCursor {
     dir: PathBuf,
     next_seq: u64,
+    /// A rotated file still being read (before `current`).
+    rotated: Option<OpenJournal>,
     current: Option<OpenJournal>,
     started: bool,
     /// The read buffer, kept between reads (a follower reads after every append).
@@ -284,6 +305,7 @@ impl JournalCursor {
         JournalCursor {
             dir: dir.to_path_buf(),
             next_seq: from_seq.max(1),
+            rotated: None,
             current: None,
             started: false,
             chunk: Vec::new(),
@@ -309,16 +331,23 @@ impl JournalCursor {
             };
             if !self.started {
                 // Replay what rotated away first, unless it is the file just opened.
-                if let Some(mut old) = open_journal(&rotated_path(&self.dir))?
+                if let Some(old) = open_journal(&rotated_path(&self.dir))?
                     && old.ino != open.ino
                 {
-                    read_lines(&mut old, &mut self.next_seq, out, usize::MAX, chunk)?;
+                    self.rotated = Some(old);
                 }
                 self.started = true;
             }
             self.current = Some(open);
         }
         loop {
+            // A rotated file is read to its end (within the budget, like any other) before the next.
+            if let Some(old) = self.rotated.as_mut() {
+                if read_lines(old, &mut self.next_seq, out, budget, chunk)? {
+                    return Ok(true);
+                }
+                self.rotated = None;
+            }
             let Some(cur) = self.current.as_mut() else {
                 return Ok(false);
             };
@@ -335,7 +364,7 @@ impl JournalCursor {
                 return Ok(false);
             }
             // Rotated: the old file is complete now; drain it, then switch to the new one.
-            read_lines(cur, &mut self.next_seq, out, usize::MAX, chunk)?;
+            self.rotated = self.current.take();
             self.current = open_journal(&journal_path(&self.dir))?;
         }
     }
@@ -377,7 +406,7 @@ fn read_lines(
         j.offset += n as u64;
         j.partial.extend_from_slice(&chunk[..n]);
         let mut start = 0;
-        while let Some(i) = j.partial[start..].iter().position(|&b| b == b'\n') {
+        while let Some(i) = memchr::memchr(b'\n', &j.partial[start..]) {
             let line = &j.partial[start..start + i];
             match seq_of(line) {
                 Some(seq) if seq >= *next_seq => {

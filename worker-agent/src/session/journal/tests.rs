@@ -201,3 +201,76 @@ fn queued_events_are_written_together_on_flush_and_across_the_rotation() {
     assert_eq!(current, (21..=24).collect::<Vec<_>>());
     w.sync().unwrap();
 }
+
+#[test]
+fn a_lines_seq_is_read_from_its_first_bytes_and_agrees_with_the_whole_line() {
+    let others = [
+        serde_json::json!({"type":"input_required","sessionId":"s-1","seq":5,"context":"Which \"DB\"?"}),
+        serde_json::json!({"type":"session_exit","sessionId":"s-1","seq":6,"turn":1,"status":"succeeded"}),
+    ];
+    let mut lines: Vec<Vec<u8>> = others
+        .iter()
+        .map(|v| serde_json::to_vec(&serde_json::from_value::<SessionEvent>(v.clone()).unwrap()).unwrap())
+        .collect();
+    lines.push(serde_json::to_vec(&event(18_446_744_073_709_551_615)).unwrap());
+    lines.push(serde_json::to_vec(&event(7)).unwrap());
+    for line in &lines {
+        let whole: SessionEvent = serde_json::from_slice(line).unwrap();
+        assert_eq!(
+            seq_of_prefix(line),
+            Some(whole.seq()),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+        assert_eq!(seq_of(line), Some(whole.seq()));
+    }
+    // Other forms of a line are read whole: an escape in the session id, spaces, another field order.
+    for other in [
+        br#"{"type":"log","sessionId":"s\u002d1","seq":9,"entry":{}}"#.as_slice(),
+        br#"{"type": "log", "sessionId": "s-1", "seq": 9}"#,
+        br#"{"seq":9,"type":"log","sessionId":"s-1"}"#,
+    ] {
+        assert_eq!(seq_of_prefix(other), None);
+        assert_eq!(seq_of(other), Some(9));
+    }
+    // Not a number where the seq goes, or not a line at all.
+    assert_eq!(seq_of(br#"{"type":"log","sessionId":"s-1","seq":9x}"#), None);
+    assert_eq!(
+        seq_of(br#"{"type":"log","sessionId":"s-1","seq":99999999999999999999,"#),
+        None
+    );
+    assert_eq!(seq_of(b"garbage"), None);
+}
+
+#[test]
+fn a_rotated_file_is_replayed_within_the_read_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let line_len = serde_json::to_vec(&event(10_000)).unwrap().len() + 1;
+    // A rotated file several read chunks long.
+    let cap = (4 * READ_CHUNK) as u64;
+    let lines = cap as usize / line_len + 2_000;
+    let mut w = JournalWriter::open(tmp.path(), cap).unwrap();
+    for seq in 1..=lines as u64 {
+        w.queue(&event(seq)).unwrap();
+    }
+    w.flush().unwrap();
+    assert!(rotated_path(tmp.path()).exists());
+    let mut cursor = JournalCursor::new(tmp.path(), 1);
+    let budget = 64 * 1024;
+    let mut got = Vec::new();
+    loop {
+        let mut out = Vec::new();
+        let more = cursor.read_available(&mut out, budget).unwrap();
+        // One read may pass the budget by the lines of one chunk, never by a whole rotated file.
+        assert!(out.len() <= budget + READ_CHUNK, "{} bytes in one read", out.len());
+        got.extend(seqs(&out));
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(
+        got,
+        (1..=lines as u64).collect::<Vec<_>>(),
+        "the rotated file, then the current one"
+    );
+}
