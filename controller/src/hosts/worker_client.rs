@@ -385,97 +385,126 @@ async fn read_loop<R: AsyncRead + Unpin>(
     closed: CancellationToken,
 ) {
     let mut buf = Vec::with_capacity(64 * 1024);
+    let routes = Routes {
+        pending,
+        subscribers,
+        progress,
+    };
     // Events of one session (named) gathered while more complete frames are already buffered.
-    let mut batch: Option<(String, mpsc::Sender<EventBatch>, EventBatch)> = None;
+    let mut batch: Option<Batch> = None;
     loop {
-        // What was gathered goes out before the loop may wait for the stream.
-        if batch.is_some() && !reader.buffer().contains(&b'\n') {
+        // A whole frame already in the buffer is decoded where it lies. Otherwise what was gathered goes
+        // out before the loop waits for the stream, and the frame is collected as it arrives.
+        let whole = memchr::memchr(b'\n', reader.buffer());
+        if whole.is_none() {
             send_batch(batch.take()).await;
-        }
-        buf.clear();
-        let read = tokio::select! {
-            _ = closed.cancelled() => break,
-            r = read_frame(&mut reader, &mut buf) => r,
-        };
-        match read {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "Worker stream read failed");
-                break;
-            }
-        }
-        if buf.len() > MAX_FRAME_BYTES {
-            tracing::warn!(bytes = buf.len(), "Worker sent an oversized frame; skipped");
-            continue;
-        }
-        let frame = match decode_frame(&buf) {
-            Ok(f) => f,
-            Err(e) => {
-                if !buf.iter().all(u8::is_ascii_whitespace) {
-                    tracing::warn!(error = %e, line = %String::from_utf8_lossy(&buf[..buf.len().min(200)]), "Unreadable worker frame skipped");
+            buf.clear();
+            let read = tokio::select! {
+                _ = closed.cancelled() => break,
+                r = read_frame(&mut reader, &mut buf) => r,
+            };
+            match read {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "Worker stream read failed");
+                    break;
                 }
+            }
+            if buf.len() > MAX_FRAME_BYTES {
+                tracing::warn!(bytes = buf.len(), "Worker sent an oversized frame; skipped");
                 continue;
             }
-        };
-        let frame = match frame {
-            Decoded::Event { session, event } => {
-                if let Some((batch_session, _, events)) = &mut batch
-                    && events.len() < EVENT_BATCH
-                    && **batch_session == *session
-                {
-                    events.push(event);
-                    continue;
-                }
-                send_batch(batch.take()).await;
-                let tx = lock(&subscribers).get(&*session).cloned();
-                if let Some(tx) = tx {
-                    batch = Some((session.into_owned(), tx, vec![event]));
-                }
-                continue;
+        }
+        match whole {
+            Some(end) => {
+                handle_frame(&reader.buffer()[..end], &mut batch, &routes).await;
+                reader.consume(end + 1);
             }
-            Decoded::Other(frame) => frame,
-        };
-        // Answers and progress keep their order relative to the events before them.
-        send_batch(batch.take()).await;
-        match frame {
-            WorkerFrame::Ok(ok) => {
-                if let Some((_, tx)) = lock(&pending).remove(&ok.id) {
-                    let _ = tx.send(Ok(ok.result));
-                }
-            }
-            WorkerFrame::Error(err) => {
-                if let Some((kind, tx)) = lock(&pending).remove(&err.id) {
-                    let _ = tx.send(Err(WorkerCallError::Refused {
-                        kind,
-                        code: err.code,
-                        message: err.message,
-                    }));
-                } else {
-                    tracing::warn!(code = %err.code, message = %err.message, "Worker reported an error");
-                }
-            }
-            WorkerFrame::Progress(p) => {
-                // Unbounded, but only the entries of one call: a prepare's notes and its hook output
-                // (capped on the host).
-                if let Some(tx) = lock(&progress).get(&p.id) {
-                    let _ = tx.send(p.entry);
-                }
-            }
-            // Events were decoded as `Decoded::Event` above.
-            WorkerFrame::Hello(_) | WorkerFrame::Event(_) => {}
+            None => handle_frame(&buf, &mut batch, &routes).await,
         }
     }
     send_batch(batch.take()).await;
     closed.cancel();
-    for (_, (_, tx)) in lock(&pending).drain() {
+    for (_, (_, tx)) in lock(&routes.pending).drain() {
         let _ = tx.send(Err(WorkerCallError::Disconnected));
+    }
+}
+
+/// Where the read loop hands what it reads.
+struct Routes {
+    pending: Pending,
+    subscribers: Subscribers,
+    progress: ProgressRoutes,
+}
+
+/// Events of one session (named) on their way to its subscriber.
+type Batch = (String, mpsc::Sender<EventBatch>, EventBatch);
+
+/// One frame: an event joins the batch of its session (or starts one); anything else goes where it
+/// belongs, after the batch so far (answers and progress keep their order relative to the events
+/// before them).
+async fn handle_frame(bytes: &[u8], batch: &mut Option<Batch>, routes: &Routes) {
+    let frame = match decode_frame(bytes) {
+        Ok(f) => f,
+        Err(e) => {
+            if !bytes.iter().all(u8::is_ascii_whitespace) {
+                tracing::warn!(error = %e, line = %String::from_utf8_lossy(&bytes[..bytes.len().min(200)]), "Unreadable worker frame skipped");
+            }
+            return;
+        }
+    };
+    let frame = match frame {
+        Decoded::Event { session, event } => {
+            if let Some((batch_session, _, events)) = batch
+                && events.len() < EVENT_BATCH
+                && **batch_session == *session
+            {
+                events.push(event);
+                return;
+            }
+            send_batch(batch.take()).await;
+            let tx = lock(&routes.subscribers).get(&*session).cloned();
+            if let Some(tx) = tx {
+                *batch = Some((session.into_owned(), tx, vec![event]));
+            }
+            return;
+        }
+        Decoded::Other(frame) => frame,
+    };
+    send_batch(batch.take()).await;
+    match frame {
+        WorkerFrame::Ok(ok) => {
+            if let Some((_, tx)) = lock(&routes.pending).remove(&ok.id) {
+                let _ = tx.send(Ok(ok.result));
+            }
+        }
+        WorkerFrame::Error(err) => {
+            if let Some((kind, tx)) = lock(&routes.pending).remove(&err.id) {
+                let _ = tx.send(Err(WorkerCallError::Refused {
+                    kind,
+                    code: err.code,
+                    message: err.message,
+                }));
+            } else {
+                tracing::warn!(code = %err.code, message = %err.message, "Worker reported an error");
+            }
+        }
+        WorkerFrame::Progress(p) => {
+            // Unbounded, but only the entries of one call: a prepare's notes and its hook output
+            // (capped on the host).
+            if let Some(tx) = lock(&routes.progress).get(&p.id) {
+                let _ = tx.send(p.entry);
+            }
+        }
+        // Events were decoded as `Decoded::Event` above.
+        WorkerFrame::Hello(_) | WorkerFrame::Event(_) => {}
     }
 }
 
 /// Hands a gathered batch to its subscriber. Backpressure: a slow subscriber slows this stream; nothing
 /// is buffered without bound. A subscriber that went away just misses it.
-async fn send_batch(batch: Option<(String, mpsc::Sender<EventBatch>, EventBatch)>) {
+async fn send_batch(batch: Option<Batch>) {
     if let Some((_, tx, events)) = batch {
         let _ = tx.send(events).await;
     }
