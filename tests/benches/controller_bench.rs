@@ -1,20 +1,22 @@
 //! `controller_bench`: what the whole path costs — a real `itervox` controller, a real lab `sshd` host
 //! and the demo agent. Run with `cargo bench -p itervox-tests --bench controller_bench` (as root, like the
 //! SSH tests, after `cargo build --release --workspace --bins`; or add `--profile dev` to measure the
-//! debug build in `target/debug`); `-- --quick` runs fewer rounds.
+//! debug build in `target/debug`); `-- --quick` runs fewer rounds, `-- --only-replay` only (c) and (d).
 //!
 //! Measures (a) dispatch latency on a warm connection: from `POST /api/v1/refresh` (a new issue in the
 //! tracker) to the first log entry from the host arriving on the issue's `/log-stream` (the worker's
 //! progress entry as it starts preparing the worktree), and on to the agent's first journaled entry;
-//! and (b) log throughput: a demo agent printing `[demo:spam=N]` messages, from the worker through SSH
-//! and the controller to an SSE client of `/log-stream`, in entries/s and MB/s — next to the shell-out
-//! baseline of `ssh_bench` (`ssh host cat file` of the same number of 200-byte lines), and how fast the
-//! host itself parsed and journaled the entries (their own times); (c) the same path at the worker's
-//! speed instead of the demo agent's: the host's sshd is stopped while a session runs, the session
-//! finishes on the host, and when sshd is back the controller re-attaches and the rest of the journal
-//! streams through, next to `ssh host cat` of that journal file; (d) a new `/log-stream` client
-//! reading the issue's stored entries. Prints a table; asserts nothing about speed. `BENCH_LOG=debug` sets the controller's `ITERVOX_LOG` and
-//! `BENCH_DUMP=file` writes its output there after (a) (the run's timing notes are at debug level).
+//! (b) log throughput at the demo agent's speed (`[demo:spam=N]`), from the worker through SSH and the
+//! controller to an SSE client of `/log-stream`, in entries/s and MB/s, next to `ssh host cat file` of
+//! as many 200-byte lines, and how fast the host itself parsed and journaled the entries (their own
+//! times); (c) the same path at the worker's speed, in rounds: the host's sshd is stopped while a session
+//! runs, the session finishes on the host, and when sshd is back the controller re-attaches and the
+//! journal streams through; next to it the steady rate of `ssh host cat` of that same journal (median of
+//! three), the ratio of entries/s to lines/s, and the CPU each side used; (d) a new `/log-stream` client
+//! reading the issue's stored entries. Like `ssh host cat` read line by line, the SSE client frames the
+//! events without parsing their JSON. Prints a table; asserts nothing about speed. `BENCH_LOG=debug`
+//! sets the controller's `ITERVOX_LOG` and `BENCH_DUMP=file` writes its output there after (a) (the
+//! run's timing notes are at debug level).
 
 use std::time::{Duration, Instant};
 
