@@ -141,6 +141,8 @@ struct Follow {
     first: bool,
     cursor: u64,
     keep_alive: Duration,
+    /// When this follower last sent something (an entry or a keep-alive).
+    last_write: tokio::time::Instant,
     closed: bool,
 }
 
@@ -183,8 +185,15 @@ async fn replay(f: &mut Follow, after: u64) {
 }
 
 /// The next chunk for a follower: the replay on the first call, then live entries, as many as are
-/// already waiting (up to a chunk); a keep-alive comment after `keep_alive` of silence.
+/// already waiting (up to a chunk); a keep-alive comment after `keep_alive` without sending anything
+/// (however busy other issues keep the live channel).
 async fn next_chunk(f: &mut Follow) -> Option<Bytes> {
+    let chunk = next_chunk_inner(f).await;
+    f.last_write = tokio::time::Instant::now();
+    chunk
+}
+
+async fn next_chunk_inner(f: &mut Follow) -> Option<Bytes> {
     if f.first {
         f.first = false;
         let mut start = f.cursor;
@@ -246,7 +255,9 @@ async fn next_chunk(f: &mut Follow) -> Option<Bytes> {
                 }
                 Err(RecvError::Closed) => f.closed = true,
             },
-            _ = tokio::time::sleep(f.keep_alive) => return Some(Bytes::from_static(b":keepalive\n\n")),
+            _ = tokio::time::sleep_until(f.last_write + f.keep_alive) => {
+                return Some(Bytes::from_static(b":keepalive\n\n"));
+            }
         }
     }
 }
@@ -272,6 +283,7 @@ pub async fn log_stream(
     let guard = s.metrics.sse_client();
     let follow = Follow {
         keep_alive: s.keep_alive,
+        last_write: tokio::time::Instant::now(),
         s,
         identifier: id,
         live,

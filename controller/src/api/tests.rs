@@ -63,6 +63,11 @@ Work on {{ issue.identifier }}.
 Last line without newline";
 
 pub(super) fn fixture(token: Option<&str>) -> Fixture {
+    fixture_with(token, Duration::from_secs(25))
+}
+
+/// A fixture whose SSE streams send a keep-alive after `keep_alive` of silence.
+pub(super) fn fixture_with(token: Option<&str>, keep_alive: Duration) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("WORKFLOW.md");
     std::fs::write(&path, WORKFLOW).unwrap();
@@ -102,7 +107,7 @@ pub(super) fn fixture(token: Option<&str>) -> Fixture {
         store,
         token: token.map(Arc::from),
         daemon_log: None,
-        keep_alive: Duration::from_secs(25),
+        keep_alive,
         shutdown: cancel.clone(),
     });
     Fixture { app, dir, cancel, hub }
@@ -279,6 +284,44 @@ async fn read_sse_until(body: &mut AxumBody, text: &mut String, needle: &str) {
             text.push_str(&String::from_utf8_lossy(&data));
         }
     }
+}
+
+/// A follower of a quiet issue gets keep-alives even while other issues' entries keep the live channel
+/// busy (a proxy would otherwise close the idle-looking connection).
+#[tokio::test]
+async fn a_quiet_follower_gets_keepalives_while_other_issues_are_busy() {
+    use itervox_protocol::{IssueLogEntry, LogEventKind, LogLevel};
+    let f = fixture_with(None, Duration::from_millis(200));
+    let resp = f
+        .app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/api/v1/issues/T-1/log-stream")
+                .body(AxumBody::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let hub = f.hub.clone();
+    let busy = tokio::spawn(async move {
+        for i in 0.. {
+            let e = IssueLogEntry::new(LogLevel::Info, LogEventKind::Text, format!("other {i}"), "t".into());
+            hub.publish("T-2", e).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut text = String::new();
+    let got = tokio::time::timeout(
+        Duration::from_secs(3),
+        read_sse_until(&mut body, &mut text, ":keepalive"),
+    )
+    .await;
+    busy.abort();
+    assert!(got.is_ok(), "no keep-alive while T-2 was busy; got {text:?}");
+    assert!(!text.contains("other "), "another issue's entries leaked: {text:?}");
 }
 
 /// A `/log-stream` follower that falls so far behind that the entries it missed were pruned from the store
