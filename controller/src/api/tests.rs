@@ -286,25 +286,30 @@ async fn read_sse_until(body: &mut AxumBody, text: &mut String, needle: &str) {
     }
 }
 
-/// A follower of a quiet issue gets keep-alives even while other issues' entries keep the live channel
-/// busy (a proxy would otherwise close the idle-looking connection).
-#[tokio::test]
-async fn a_quiet_follower_gets_keepalives_while_other_issues_are_busy() {
-    use itervox_protocol::{IssueLogEntry, LogEventKind, LogLevel};
-    let f = fixture_with(None, Duration::from_millis(200));
+/// Opens `/log-stream` of `identifier` in-process; its body is read as it streams.
+async fn open_log_stream(f: &Fixture, identifier: &str) -> AxumBody {
     let resp = f
         .app
         .clone()
         .oneshot(
             Request::builder()
-                .uri("/api/v1/issues/T-1/log-stream")
+                .uri(format!("/api/v1/issues/{identifier}/log-stream"))
                 .body(AxumBody::empty())
                 .unwrap(),
         )
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let mut body = resp.into_body();
+    resp.into_body()
+}
+
+/// A follower of a quiet issue gets keep-alives even while other issues' entries keep the live channel
+/// busy (a proxy would otherwise close the idle-looking connection).
+#[tokio::test]
+async fn a_quiet_follower_gets_keepalives_while_other_issues_are_busy() {
+    use itervox_protocol::{IssueLogEntry, LogEventKind, LogLevel};
+    let f = fixture_with(None, Duration::from_millis(200));
+    let mut body = open_log_stream(&f, "T-1").await;
     let hub = f.hub.clone();
     let busy = tokio::spawn(async move {
         for i in 0.. {
@@ -332,19 +337,7 @@ async fn a_follower_that_fell_behind_past_pruned_entries_is_told_of_the_gap() {
     use itervox_protocol::{IssueLogEntry, LogEventKind, LogLevel};
     let f = fixture(None);
     let entry = |i: usize| IssueLogEntry::new(LogLevel::Info, LogEventKind::Text, format!("line {i}"), "t".into());
-    let resp = f
-        .app
-        .clone()
-        .oneshot(
-            Request::builder()
-                .uri("/api/v1/issues/T-1/log-stream")
-                .body(AxumBody::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let mut body = resp.into_body();
+    let mut body = open_log_stream(&f, "T-1").await;
     let first = f.hub.publish("T-1", entry(0)).await;
     let mut text = String::new();
     read_sse_until(&mut body, &mut text, "line 0").await;
