@@ -31,6 +31,22 @@ pub enum LogEventKind {
     Info,
 }
 
+impl LogEventKind {
+    /// The wire name (`text`, `action`, …), as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogEventKind::Text => "text",
+            LogEventKind::Action => "action",
+            LogEventKind::Subagent => "subagent",
+            LogEventKind::Pr => "pr",
+            LogEventKind::Turn => "turn",
+            LogEventKind::Error => "error",
+            LogEventKind::Warn => "warn",
+            LogEventKind::Info => "info",
+        }
+    }
+}
+
 /// One structured log line.
 ///
 /// `{"level":"info","event":"action","message":"cargo test","tool":"Bash","time":"2026-12-04T10:00:00Z",

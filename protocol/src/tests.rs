@@ -292,6 +292,7 @@ fn log_entry_omits_absent_keys() {
         let e: IssueLogEntry =
             serde_json::from_value(json!({"level": "info", "event": kind, "message": "", "time": "t"})).unwrap();
         assert_eq!(serde_json::to_value(e.event).unwrap(), json!(kind));
+        assert_eq!(e.event.as_str(), kind);
     }
 }
 

@@ -201,12 +201,7 @@ async fn next_chunk_inner(f: &mut Follow) -> Option<Bytes> {
             let id = f.identifier.clone();
             let cursor = f.cursor;
             f.s.hub.flush().await;
-            let known =
-                f.s.store
-                    .read(move |st| st.logs(&id, cursor.saturating_sub(1)))
-                    .await
-                    .map(|l| l.first().is_some_and(|e| e.id == cursor))
-                    .unwrap_or(false);
+            let known = f.s.store.read(move |st| st.has_log(&id, cursor)).await.unwrap_or(false);
             if !known {
                 f.out.gap("the requested position is gone; replaying everything");
                 start = 0;

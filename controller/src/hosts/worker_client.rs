@@ -138,6 +138,7 @@ pub type EventBatch = Vec<Received>;
 
 /// Most events in one batch.
 const EVENT_BATCH: usize = 128;
+
 /// Request id → where its progress entries go, while the request is pending.
 type ProgressRoutes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<IssueLogEntry>>>>;
 

@@ -196,20 +196,6 @@ async fn publish_host_entry(spec: &RunSpec, mut entry: IssueLogEntry) {
     spec.hub.publish(&spec.identifier, entry).await;
 }
 
-/// The wire name of an entry kind (`text`, `action`, …).
-fn event_kind(kind: LogEventKind) -> &'static str {
-    match kind {
-        LogEventKind::Text => "text",
-        LogEventKind::Action => "action",
-        LogEventKind::Subagent => "subagent",
-        LogEventKind::Pr => "pr",
-        LogEventKind::Turn => "turn",
-        LogEventKind::Error => "error",
-        LogEventKind::Warn => "warn",
-        LogEventKind::Info => "info",
-    }
-}
-
 async fn drive(spec: &RunSpec) -> RunOutcome {
     let began = Instant::now();
     let mut totals = spec.carried.clone();
@@ -409,7 +395,7 @@ async fn follow(
                 }
                 if let Some(last) = last {
                     let summary = last.message.chars().take(300).collect::<String>();
-                    pending_progress = Some((event_kind(last.event).to_string(), summary, now()));
+                    pending_progress = Some((last.event.as_str().to_string(), summary, now()));
                     if last_progress_sent.elapsed() >= Duration::from_millis(250)
                         && let Some((kind, msg, at)) = pending_progress.take()
                     {

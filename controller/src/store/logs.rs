@@ -212,6 +212,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether entry `id` of an issue is stored (one row read, not the log after it).
+    pub fn has_log(&self, identifier: &str, id: u64) -> Result<bool, StoreError> {
+        let body: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT body FROM log_rows WHERE identifier = ?1 AND first_id <= ?2 AND last_id >= ?2",
+                params![identifier, id as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx("find a log entry")?;
+        // A row's ids may skip those its write left out (repeats of a session's seq).
+        let prefix = format!("{id} ");
+        Ok(body.is_some_and(|b| b.lines().any(|l| l.starts_with(&prefix))))
+    }
+
     /// The highest stored seq of a session (0 when none).
     pub fn max_log_seq(&self, session_id: &str) -> Result<u64, StoreError> {
         self.conn

@@ -141,6 +141,10 @@ fn long_writes_are_split_into_rows_and_read_back_from_any_id() {
     assert_eq!(all.len(), 1599);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
     assert_eq!(seqs(&s, "A-1", 0), (1..=1599).collect::<Vec<u64>>());
+    // Single entries are found in their rows; an id of another issue, or one never used, is not.
+    assert!(s.has_log("A-1", 1).unwrap() && s.has_log("A-1", 700).unwrap() && s.has_log("A-1", 1600).unwrap());
+    assert!(!s.has_log("A-1", 1501).unwrap() && s.has_log("B-1", 1501).unwrap());
+    assert!(!s.has_log("A-1", 1601).unwrap() && !s.has_log("C-1", 1).unwrap());
     // From the middle of a row, and from B-1's id (not an A-1 id at all).
     assert_eq!(s.logs("A-1", 700).unwrap().first().map(|l| l.id), Some(701));
     assert_eq!(s.logs("A-1", 1501).unwrap().first().map(|l| l.id), Some(1502));
@@ -178,6 +182,15 @@ fn a_session_is_stored_exactly_once_across_writes_and_reopen() {
     );
     s.append_logs(&[note.clone(), note]).unwrap();
     assert_eq!(s.logs("A-1", 5).unwrap().len(), 2);
+    // A repeat in the middle of a write is left out of its row, and not found by its id.
+    s.append_logs(&[
+        log(10, "A-1", "s1", 4),
+        log(11, "A-1", "s1", 2),
+        log(12, "A-1", "s1", 5),
+    ])
+    .unwrap();
+    assert!(s.has_log("A-1", 10).unwrap() && s.has_log("A-1", 12).unwrap());
+    assert!(!s.has_log("A-1", 11).unwrap());
 }
 
 #[test]

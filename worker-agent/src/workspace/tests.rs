@@ -56,6 +56,11 @@ fn request(f: &Fixture, issue: &str, hooks: Hooks) -> PrepareWorkspace {
     }
 }
 
+/// `prepare` with its entries kept for the answer (no listener), stamped with the real time.
+async fn prepare_kept(layout: &Layout, req: &PrepareWorkspace) -> Result<PreparedWorkspace, WorkspaceError> {
+    prepare(layout, req, Utc::now, CallLog::default()).await
+}
+
 fn counting_hook(f: &Fixture, name: &str) -> String {
     format!("echo ran >> {}", f.scratch.join(name).display())
 }
@@ -126,14 +131,9 @@ async fn prepare_creates_a_mirror_and_a_worktree_then_reuses_it() {
         after_create: Some(counting_hook(&f, "after_create")),
         ..Hooks::default()
     };
-    let first = prepare(
-        &f.layout,
-        &request(&f, "ITX-1", hooks.clone()),
-        Utc::now,
-        CallLog::default(),
-    )
-    .await
-    .unwrap();
+    let first = prepare_kept(&f.layout, &request(&f, "ITX-1", hooks.clone()))
+        .await
+        .unwrap();
     assert!(first.created);
     assert_eq!(first.branch, "itervox/ITX-1");
     let path = PathBuf::from(&first.path);
@@ -152,9 +152,7 @@ async fn prepare_creates_a_mirror_and_a_worktree_then_reuses_it() {
 
     // Work done in the worktree survives a second prepare, which reuses it and skips after_create.
     std::fs::write(path.join("work.txt"), "agent work\n").unwrap();
-    let second = prepare(&f.layout, &request(&f, "ITX-1", hooks), Utc::now, CallLog::default())
-        .await
-        .unwrap();
+    let second = prepare_kept(&f.layout, &request(&f, "ITX-1", hooks)).await.unwrap();
     assert!(!second.created);
     assert_eq!(second.path, first.path);
     assert_eq!(second.branch, "itervox/ITX-1");
@@ -176,23 +174,16 @@ async fn failing_after_create_removes_the_new_worktree_so_the_retry_runs_it_agai
         after_create: Some(script),
         ..Hooks::default()
     };
-    let err = prepare(
-        &f.layout,
-        &request(&f, "ITX-2", hooks.clone()),
-        Utc::now,
-        CallLog::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = prepare_kept(&f.layout, &request(&f, "ITX-2", hooks.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "hook_failed");
     let msg = err.to_string();
     assert!(msg.contains("exit code 4") && msg.contains("setup broke"), "{msg}");
     assert!(!f.layout.root().join("ITX-2").exists(), "the new worktree was removed");
 
     std::fs::remove_file(&flag).unwrap();
-    let ok = prepare(&f.layout, &request(&f, "ITX-2", hooks), Utc::now, CallLog::default())
-        .await
-        .unwrap();
+    let ok = prepare_kept(&f.layout, &request(&f, "ITX-2", hooks)).await.unwrap();
     assert!(ok.created);
     assert_eq!(count(&f, "after_create"), 2, "after_create ran again on the retry");
 }
@@ -200,14 +191,9 @@ async fn failing_after_create_removes_the_new_worktree_so_the_retry_runs_it_agai
 #[tokio::test]
 async fn remove_runs_before_remove_deletes_and_prunes_but_keeps_the_branch() {
     let f = fixture();
-    let prepared = prepare(
-        &f.layout,
-        &request(&f, "team/ITX 3", Hooks::default()),
-        Utc::now,
-        CallLog::default(),
-    )
-    .await
-    .unwrap();
+    let prepared = prepare_kept(&f.layout, &request(&f, "team/ITX 3", Hooks::default()))
+        .await
+        .unwrap();
     let path = PathBuf::from(&prepared.path);
     assert_eq!(path, f.layout.root().join("team_ITX_3"));
     git(&path, &["commit", "-q", "--allow-empty", "-m", "agent work"]);
@@ -264,14 +250,9 @@ async fn remove_runs_before_remove_deletes_and_prunes_but_keeps_the_branch() {
     assert_eq!(count(&f, "before_remove"), 1, "no hook without a worktree");
 
     // Preparing again reuses the kept branch, with the agent's commit.
-    let back = prepare(
-        &f.layout,
-        &request(&f, "team/ITX 3", Hooks::default()),
-        Utc::now,
-        CallLog::default(),
-    )
-    .await
-    .unwrap();
+    let back = prepare_kept(&f.layout, &request(&f, "team/ITX 3", Hooks::default()))
+        .await
+        .unwrap();
     assert!(back.created);
     assert_eq!(
         git(&PathBuf::from(&back.path), &["log", "-1", "--format=%s"]),
@@ -286,26 +267,16 @@ async fn list_is_empty(f: &Fixture) -> bool {
 #[tokio::test]
 async fn new_worktrees_start_from_the_freshly_fetched_base() {
     let f = fixture();
-    prepare(
-        &f.layout,
-        &request(&f, "ITX-4", Hooks::default()),
-        Utc::now,
-        CallLog::default(),
-    )
-    .await
-    .unwrap();
+    prepare_kept(&f.layout, &request(&f, "ITX-4", Hooks::default()))
+        .await
+        .unwrap();
     std::fs::write(f.source.join("NEW.md"), "new\n").unwrap();
     git(&f.source, &["add", "."]);
     git(&f.source, &["commit", "-q", "-m", "second"]);
     let head = git(&f.source, &["rev-parse", "HEAD"]);
-    let p = prepare(
-        &f.layout,
-        &request(&f, "ITX-5", Hooks::default()),
-        Utc::now,
-        CallLog::default(),
-    )
-    .await
-    .unwrap();
+    let p = prepare_kept(&f.layout, &request(&f, "ITX-5", Hooks::default()))
+        .await
+        .unwrap();
     assert_eq!(git(&PathBuf::from(&p.path), &["rev-parse", "HEAD"]), head);
 }
 
@@ -314,25 +285,19 @@ async fn bad_requests_are_refused_with_named_errors() {
     let f = fixture();
     let mut req = request(&f, "ITX-6", Hooks::default());
     req.base_branch = "does-not-exist".to_string();
-    let err = prepare(&f.layout, &req, Utc::now, CallLog::default())
-        .await
-        .unwrap_err();
+    let err = prepare_kept(&f.layout, &req).await.unwrap_err();
     assert!(matches!(err, WorkspaceError::BaseBranchMissing { .. }), "{err}");
     assert!(err.to_string().contains("does-not-exist"));
     assert!(!f.layout.root().join("ITX-6").exists());
 
     let mut req = request(&f, "ITX-6", Hooks::default());
     req.branch = "bad..name".to_string();
-    let err = prepare(&f.layout, &req, Utc::now, CallLog::default())
-        .await
-        .unwrap_err();
+    let err = prepare_kept(&f.layout, &req).await.unwrap_err();
     assert_eq!(err.code(), "bad_request");
 
     let mut req = request(&f, "ITX-6", Hooks::default());
     req.repo = f.scratch.join("nope").display().to_string();
-    let err = prepare(&f.layout, &req, Utc::now, CallLog::default())
-        .await
-        .unwrap_err();
+    let err = prepare_kept(&f.layout, &req).await.unwrap_err();
     assert_eq!(err.code(), "workspace_failed");
     assert!(err.to_string().contains("nope"), "{err}");
 }

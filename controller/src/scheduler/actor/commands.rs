@@ -7,7 +7,6 @@ impl Actor {
         self.dirty = true;
         match cmd {
             Command::Refresh(tx) => {
-                tracing::trace!("Refresh requested");
                 let coalesced = self.poll_in_flight;
                 self.start_poll(true);
                 let _ = tx.send(crate::scheduler::RefreshAnswer {
@@ -258,10 +257,7 @@ impl Actor {
                 self.clearing = Clearing::Idle;
                 self.start_poll(true);
             }
-            Command::PollDone(result) => {
-                tracing::trace!("Poll done");
-                self.on_poll(result)
-            }
+            Command::PollDone(result) => self.on_poll(result),
             Command::Run { run_id, event } => self.on_run(run_id, event),
             Command::Link { host, event } => self.on_link(host, event),
             Command::ConfigReloaded(workflow) => self.on_reload(*workflow),
