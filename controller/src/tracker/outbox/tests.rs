@@ -399,7 +399,14 @@ async fn writes_the_tracker_refuses_for_good_are_given_up_and_can_be_revived() {
 async fn repeated_failures_back_off_and_flag_the_entry() {
     let dir = tempfile::tempdir().unwrap();
     let t = Scripted::new(&["A-1"]);
-    let outbox = open(&dir, t.clone());
+    // A first wait far longer than any pause a loaded machine can put between the two `flush_due`
+    // calls below (with `fast()`'s 20 ms the second call was sometimes already past it).
+    let options = OutboxOptions {
+        initial_backoff: Duration::from_secs(60),
+        max_backoff: Duration::from_secs(600),
+        ..fast()
+    };
+    let outbox = Outbox::open_with(&dir.path().join("state/itervox.db"), t.clone(), options).unwrap();
     t.break_issue("A-1", true);
     outbox.enqueue("k", "A-1", move_to("Done")).unwrap();
     outbox.flush_due().await.unwrap();
