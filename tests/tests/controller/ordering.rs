@@ -37,7 +37,7 @@ async fn one_slot_runs_issues_one_at_a_time_by_priority_and_blockers_hold_until_
         &[
             spec("O-1", 3, &[], 3),
             // Long enough to look at the others while it runs.
-            spec("O-2", 1, &[], 10),
+            spec("O-2", 1, &[], 25),
             spec("O-3", 2, &["O-4"], 3),
             spec("O-4", 4, &[], 3),
         ],

@@ -9,12 +9,13 @@ use crate::{Setup, s};
 
 #[tokio::test]
 async fn a_failed_attempt_is_retried_after_the_backoff_and_succeeds() {
+    // Taken before the controller starts: it may dispatch and fail before `start` returns.
+    let started = Utc::now();
     let t = Setup::start(
         &[IssueSpec::new("R-1", "Todo", "Flaky. [demo:fail-once] [demo:sleep=1]")],
         &[],
     )
     .await;
-    let started = Utc::now();
 
     let st = t.wait("R-1 retrying", |s| snap::retrying(s, "R-1").is_some()).await;
     let seen = Utc::now();

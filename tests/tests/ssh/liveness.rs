@@ -14,7 +14,7 @@ async fn keepalives_notice_a_frozen_connection() -> anyhow::Result<()> {
     let lab = SshLab::new()?;
     let host = lab.start_host("127.0.0.2")?;
     let ssh = SshClient::from_config(&SshConfig {
-        keepalive_interval_ms: 300,
+        keepalive_interval_ms: 1000,
         ..config(&lab, HostKeyPolicy::AcceptNew)
     });
     let conn = ssh.connect(&host.host_spec()).await?;

@@ -80,7 +80,7 @@ async fn round_robin_spreads_issues_and_full_hosts_make_issues_wait() -> anyhow:
     let sampler = sample(c.api.clone(), names.clone(), 1, stop.clone());
     let ids = ["T-1", "T-2", "T-3", "T-4", "T-5"];
     for id in ids {
-        c.add_issue(id, "Do the thing. [demo:sleep=8]")?;
+        c.add_issue(id, "Do the thing. [demo:sleep=20]")?;
     }
 
     // Three slots, five issues: the first three run one per host, in round-robin order.
@@ -177,7 +177,7 @@ async fn least_loaded_picks_an_idle_host_where_round_robin_would_not() -> anyhow
     let sampler = sample(c.api.clone(), names.clone(), 2, stop.clone());
 
     // A long run on the first host, two short ones on the others.
-    c.add_issue("T-1", "Long. [demo:sleep=60]")?;
+    c.add_issue("T-1", "Long. [demo:sleep=200]")?;
     c.add_issue("T-2", "Short. [demo:sleep=1]")?;
     c.add_issue("T-3", "Short. [demo:sleep=1]")?;
     let s = c.wait_finished(&["T-2", "T-3"], "succeeded").await?;
@@ -231,6 +231,9 @@ async fn least_loaded_picks_an_idle_host_where_round_robin_would_not() -> anyhow
     stop.cancel();
     let samples = sampler.await?;
     assert!(samples.violations.is_empty(), "{:#?}", samples.violations);
+    // T-1 only had to outlast the others.
+    let (status, body) = c.api.call("POST", "/issues/T-1/cancel", None).await?;
+    assert_eq!(status, 200, "{body}");
     Ok(())
 }
 

@@ -27,7 +27,7 @@ async fn github_dispatch_moves_labels_closes_and_posts_the_question_once_across_
     let fake = FakeGithub::start("octo/widgets", GITHUB_TOKEN).await;
     // Long enough that the working-state label lands (after one failed attempt and its 2 s backoff)
     // before the run finishes and its completion move would supersede it.
-    let work = fake.add_issue(issue("Tidy the README", "Todo", "[demo:sleep=12]"));
+    let work = fake.add_issue(issue("Tidy the README", "Todo", "[demo:sleep=30]"));
     let ask = fake.add_issue(issue("Pick a license", "Todo", "[demo:needs-input] [demo:sleep=1]"));
     fake.set_rate_limit(5000, 4321, Duration::from_secs(3600));
     // A state-label write fails before the tracker takes it.

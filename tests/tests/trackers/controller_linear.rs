@@ -140,6 +140,9 @@ async fn linear_outage_keeps_sessions_running_and_fails_readiness_after_three_po
     for _ in 0..2 {
         fake.fail_next(Some("ItervoxIssues"), LinearFailure::ServerError);
     }
+    // Then a slow success: the reported error stays in the snapshot for seconds, not one poll
+    // interval, so a stalled test machine still sees it.
+    fake.fail_next(Some("ItervoxIssues"), LinearFailure::Delay(Duration::from_secs(4)));
     let s = api
         .wait_state(LONG, "a reported tracker error", |s| {
             s["lastTrackerError"]["consecutiveFailures"].as_u64() >= Some(1)
@@ -153,8 +156,8 @@ async fn linear_outage_keeps_sessions_running_and_fails_readiness_after_three_po
         .await
         .unwrap();
 
-    // An outage: every poll fails for a while.
-    for _ in 0..12 {
+    // An outage: every poll fails for a while (about 9 s at the 300 ms poll interval).
+    for _ in 0..30 {
         fake.fail_next(Some("ItervoxIssues"), LinearFailure::ServerError);
     }
     let deadline = tokio::time::Instant::now() + LONG;
@@ -366,8 +369,9 @@ async fn linear_rate_limit_shows_in_the_snapshot_and_polling_resumes_after_the_r
 
     fake.fail_next(
         Some("ItervoxIssues"),
+        // Long enough that the snapshot still shows the limit when a stalled test machine looks.
         LinearFailure::RateLimited {
-            reset_in: Duration::from_secs(3),
+            reset_in: Duration::from_secs(10),
         },
     );
     let s = api

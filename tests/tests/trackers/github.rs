@@ -306,13 +306,13 @@ async fn a_secondary_rate_limit_holds_requests_for_retry_after() {
     let fake = FakeGithub::start(REPO, TOKEN).await;
     let n = fake.add_issue(todo("a"));
     let t = adapter(&fake);
-    fake.fail_next(None, None, GithubFailure::SecondaryRateLimit { retry_after_secs: 1 });
+    fake.fail_next(None, None, GithubFailure::SecondaryRateLimit { retry_after_secs: 5 });
     let before = chrono::Utc::now();
     let reset = match t.fetch_candidates(&["Todo".into()]).await {
         Err(TrackerError::RateLimited { reset_at: Some(r) }) => r,
         other => panic!("expected a rate limit, got {other:?}"),
     };
-    assert!(reset >= before + chrono::Duration::milliseconds(900));
+    assert!(reset >= before + chrono::Duration::milliseconds(4900));
     let sent = fake.requests().len();
     assert!(matches!(
         t.add_comment(&format!("#{n}"), "x").await,
@@ -353,7 +353,7 @@ async fn an_exhausted_budget_waits_for_the_reset() {
         None,
         None,
         GithubFailure::PrimaryExhausted {
-            reset_in: Duration::from_secs(2),
+            reset_in: Duration::from_secs(6),
         },
     );
     let reset = match t.fetch_candidates(&["Todo".into()]).await {

@@ -253,7 +253,7 @@ async fn a_ratelimited_answer_holds_every_request_until_the_reset() {
     fake.fail_next(
         None,
         LinearFailure::RateLimited {
-            reset_in: Duration::from_secs(2),
+            reset_in: Duration::from_secs(6),
         },
     );
 
@@ -283,13 +283,13 @@ async fn an_http_429_honours_retry_after() {
     let fake = FakeLinear::start(KEY).await;
     fake.add_issue(todo("a"));
     let t = adapter(&fake);
-    fake.fail_next(None, LinearFailure::TooManyRequests { retry_after_secs: 1 });
+    fake.fail_next(None, LinearFailure::TooManyRequests { retry_after_secs: 5 });
     let before = chrono::Utc::now();
     match t.fetch_candidates(&["Todo".into()]).await {
         Err(TrackerError::RateLimited { reset_at: Some(r) }) => {
             assert!(
-                r >= before + chrono::Duration::milliseconds(900),
-                "{r} is about a second away"
+                r >= before + chrono::Duration::milliseconds(4900),
+                "{r} is about five seconds away"
             );
         }
         other => panic!("expected a rate limit, got {other:?}"),

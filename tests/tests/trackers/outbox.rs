@@ -82,7 +82,8 @@ async fn github_a_timed_out_comment_that_landed_later_is_not_posted_again() {
     fake.fail_next(
         Some("POST"),
         Some("/comments"),
-        GithubFailure::Delay(Duration::from_secs(1)),
+        // Far past the 300 ms client timeout, so the client gives up first even on a stalled machine.
+        GithubFailure::Delay(Duration::from_secs(5)),
     );
     outbox
         .enqueue("run-2:summary", &format!("#{n}"), comment("Summary"))
@@ -137,7 +138,7 @@ async fn the_run_loop_waits_out_a_rate_limit_and_then_applies_the_writes() {
         async move { outbox.run(cancel).await }
     });
 
-    fake.fail_next(None, None, GithubFailure::SecondaryRateLimit { retry_after_secs: 1 });
+    fake.fail_next(None, None, GithubFailure::SecondaryRateLimit { retry_after_secs: 5 });
     let id = format!("#{n}");
     outbox
         .enqueue(

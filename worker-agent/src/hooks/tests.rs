@@ -70,7 +70,8 @@ async fn timeout_kills_the_hook_and_its_children() {
     let run = run_hook(
         HookKind::AfterCreate,
         &script,
-        &ctx(tmp.path(), &env, Duration::from_millis(500)),
+        // Long enough for the shell to write the pid file first, even on a stalled machine.
+        &ctx(tmp.path(), &env, Duration::from_secs(3)),
         &CancellationToken::new(),
     )
     .await;
@@ -134,25 +135,26 @@ async fn live_lines_go_out_as_the_hook_prints_them() {
     let env = BTreeMap::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let dir = tmp.path().to_path_buf();
+    // The hook prints its first line, then waits for the test to open this gate.
+    let gate = tmp.path().join("gate");
+    let script = format!(
+        "echo one; while [ ! -e '{}' ]; do sleep 0.05; done; printf 'two\\nthree'",
+        gate.display()
+    );
     let hook = tokio::spawn(async move {
         let env = BTreeMap::new();
         let mut c = ctx(&dir, &env, Duration::from_secs(20));
         c.live = Some(tx);
-        run_hook(
-            HookKind::AfterCreate,
-            "echo one; sleep 3; printf 'two\\nthree'",
-            &c,
-            &CancellationToken::new(),
-        )
-        .await
+        run_hook(HookKind::AfterCreate, &script, &c, &CancellationToken::new()).await
     });
-    let first = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+    let first = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
         .expect("the first line arrives while the hook still runs")
         .unwrap();
     assert_eq!(first.message, "after_create: one");
     assert_eq!(first.detail.as_deref(), Some("{\"hook\":\"after_create\"}"));
-    assert!(!hook.is_finished(), "the hook is still sleeping");
+    assert!(!hook.is_finished(), "the hook is still waiting at its gate");
+    std::fs::write(&gate, "").unwrap();
     let run = hook.await.unwrap();
     assert!(run.succeeded() && run.streamed, "{run:?}");
     let mut rest = Vec::new();

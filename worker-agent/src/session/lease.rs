@@ -103,7 +103,9 @@ mod tests {
         assert!(lease_file(&layout).exists());
 
         let kept = CancellationToken::new();
-        let kept_flag = watch(&layout, Duration::from_millis(600), SystemTime::now(), kept.clone());
+        // The kept lease is renewed every 100 ms but lasts 3 s, so a stall of the test machine does
+        // not let it lapse between two renewals.
+        let kept_flag = watch(&layout, Duration::from_secs(3), SystemTime::now(), kept.clone());
         let lapsed = CancellationToken::new();
         let lapsed_layout = Layout::open(tmp.path().join("other").to_str().unwrap(), None).unwrap();
         std::fs::create_dir_all(lapsed_layout.sessions_dir()).unwrap();
@@ -113,8 +115,8 @@ mod tests {
             SystemTime::now(),
             lapsed.clone(),
         );
-        // Renew the first root for 2 s; the second is never renewed.
-        let until = std::time::Instant::now() + Duration::from_secs(2);
+        // Renew the first root for 4 s (longer than its lease); the second is never renewed.
+        let until = std::time::Instant::now() + Duration::from_secs(4);
         while std::time::Instant::now() < until {
             renew(&layout, token_now());
             tokio::time::sleep(Duration::from_millis(100)).await;

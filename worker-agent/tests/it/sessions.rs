@@ -226,18 +226,19 @@ fn the_read_timeout_stops_a_silent_agent() {
 #[test]
 fn the_read_timeout_spares_an_agent_that_keeps_talking() {
     let (host, mut w, ws) = setup("ITX-6B");
-    // Silent for 0.4 s at a time, 3 s in all: well past the 1.5 s read timeout, never silent that long.
+    // Silent for 0.4 s at a time, 4.8 s in all: past the 4 s read timeout, never silent that long (the
+    // margin lets a stalled test machine delay a line by more than a second).
     let agent = host.agent(
         "f2",
-        "init\nfor i in 1 2 3 4 5 6 7 8; do say MARK-STILL-HERE; sleep 0.4; done\nresult done",
+        "init\nfor i in 1 2 3 4 5 6 7 8 9 10 11 12; do say MARK-STILL-HERE; sleep 0.4; done\nresult done",
     );
     let mut req = start_request("s-f2", "ITX-6B", &ws, &agent);
-    req["readTimeoutMs"] = json!(1500);
+    req["readTimeoutMs"] = json!(4000);
     w.ok(req);
     attach(&mut w, "s-f2", 1);
     let exit = w.wait_exit("s-f2", 1);
     assert_eq!(exit["status"], "succeeded", "{exit}");
-    assert_eq!(entries_with(&w.events("s-f2"), "MARK-STILL-HERE"), 8);
+    assert_eq!(entries_with(&w.events("s-f2"), "MARK-STILL-HERE"), 12);
 }
 
 #[test]
@@ -258,12 +259,21 @@ fn the_turn_timeout_stops_a_chatty_agent() {
 #[test]
 fn send_input_runs_the_next_turn_resuming_the_agent_session() {
     let (host, mut w, ws) = setup("ITX-8");
-    let agent = host.agent("h", "init\nsay MARK-TURN-$T\nsleep 1\nresult done-$T");
+    // Each turn waits at a gate the test opens once it has tried to send input too early.
+    let gate = host.scratch("turn-gate");
+    let agent = host.agent(
+        "h",
+        &format!(
+            "init\nsay MARK-TURN-$T\nwhile [ ! -e '{}' ]; do sleep 0.05; done\nresult done-$T",
+            gate.display()
+        ),
+    );
     let mut req = start_request("s-h", "ITX-8", &ws, &agent);
     req["resumeSessionRef"] = json!("sess-initial");
     w.ok(req);
     let busy = w.request(json!({"type": "send_input", "sessionId": "s-h", "message": "too early"}));
     assert_eq!(busy["code"], "session_running", "{busy}");
+    std::fs::write(&gate, "").unwrap();
     attach(&mut w, "s-h", 1);
     let first = w.wait_exit("s-h", 1);
     assert_eq!(first["status"], "succeeded");
@@ -495,7 +505,8 @@ fn pings_echoing_lease_tokens_keep_a_leased_session_and_without_them_it_stops_it
         ),
     );
     let mut start = start_request("s-l", "ITX-L", &ws, &agent);
-    start["leaseMs"] = json!(1500);
+    // Long enough that the start, the marker and a pause of the machine fit in the first lease.
+    start["leaseMs"] = json!(5000);
     w.ok(start);
     attach(&mut w, "s-l", 1);
     wait_marker(&mut w, "s-l", "MARK-LEASED");
@@ -503,8 +514,8 @@ fn pings_echoing_lease_tokens_keep_a_leased_session_and_without_them_it_stops_it
     let grandchild = read_pid(&pidfile).unwrap();
     let agent_pid = host.state("s-l").pid.expect("the agent's pid is recorded");
 
-    // Twice the lease with pings that echo the last token: the session keeps running.
-    let until = std::time::Instant::now() + std::time::Duration::from_millis(3000);
+    // Longer than the lease, with pings that echo the last token: the session keeps running.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(6000);
     while std::time::Instant::now() < until {
         let pong = w.ok(json!({"type": "ping", "leaseToken": token}));
         token = pong["leaseToken"].clone();

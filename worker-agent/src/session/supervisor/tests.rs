@@ -278,7 +278,8 @@ async fn an_expired_lease_stops_the_agent_group_and_records_cancelled() {
         "cat >/dev/null; sleep 300 & echo $! > child.pid; echo $$ > agent.pid; echo working; wait",
         Hooks::default(),
     );
-    with_lease(&s, 800);
+    // Long enough for the shell to write its pid files before the lease runs out.
+    with_lease(&s, 3000);
     let started = std::time::Instant::now();
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -288,13 +289,13 @@ async fn an_expired_lease_stops_the_agent_group_and_records_cancelled() {
     .expect("the supervisor gives the turn up on its own")
     .unwrap();
     assert!(
-        started.elapsed() >= Duration::from_millis(800),
+        started.elapsed() >= Duration::from_millis(3000),
         "not before the lease ran out"
     );
     let exit: SessionExit = read_file(&s.sd.exit()).unwrap().unwrap();
     assert_eq!(exit.status, ExitStatus::Cancelled);
     let error = exit.error.unwrap_or_default();
-    assert!(error.contains("lease expired") && error.contains("800 ms"), "{error}");
+    assert!(error.contains("lease expired") && error.contains("3000 ms"), "{error}");
     for file in ["agent.pid", "child.pid"] {
         let pid: i32 = std::fs::read_to_string(s.workspace.join(file))
             .unwrap()
@@ -315,8 +316,10 @@ async fn an_expired_lease_stops_the_agent_group_and_records_cancelled() {
 
 #[tokio::test]
 async fn a_renewed_lease_lets_the_turn_finish() {
-    let s = setup("cat >/dev/null; sleep 2; echo RESULT", Hooks::default());
-    with_lease(&s, 500);
+    // The turn outlasts the lease more than twice; the lease is renewed every 100 ms and lasts 2 s,
+    // so a stall of the test machine does not let it lapse between two renewals.
+    let s = setup("cat >/dev/null; sleep 5; echo RESULT", Hooks::default());
+    with_lease(&s, 2000);
     let layout = Layout::of_session_dir(s.sd.path()).unwrap();
     let renewing = CancellationToken::new();
     let stop = renewing.clone();
