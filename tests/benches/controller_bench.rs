@@ -407,6 +407,26 @@ fn host_cpu() -> std::collections::HashMap<(String, String), f64> {
 }
 
 /// CPU time (user + system, seconds) a process (`self` or a pid) has used so far; 0 when unreadable.
+/// `perf record` of the controller, when `ITERVOX_BENCH_PERF` names a folder.
+fn perf_during_replay(ctl: &ControllerProcess, round: usize) -> anyhow::Result<Option<std::process::Child>> {
+    let (Some(dir), Some(pid)) = (std::env::var_os("ITERVOX_BENCH_PERF"), ctl.pid()) else {
+        return Ok(None);
+    };
+    let out = std::path::Path::new(&dir).join(format!("perf-round-{round}.data"));
+    let child = std::process::Command::new("perf")
+        .args(["record", "-F", "2999", "-g", "--call-graph", "dwarf,32768", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("running perf (ITERVOX_BENCH_PERF is set)")?;
+    // perf needs a moment to attach before the replay starts.
+    std::thread::sleep(Duration::from_millis(700));
+    Ok(Some(child))
+}
+
 fn cpu_time(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) end at its closing parenthesis.
@@ -471,6 +491,9 @@ async fn replay(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // ITERVOX_BENCH_PERF=DIR records the controller with `perf` during the replay only (one
+    // `perf.data` per round in DIR), for finding where its CPU goes.
+    let perf = perf_during_replay(ctl, round)?;
     host.start()?;
     let cpu_before = (
         cpu_time("self"),
@@ -500,6 +523,13 @@ async fn replay(
         }
     }
     let secs = first.map(|f| f.elapsed()).unwrap_or_default().as_secs_f64().max(1e-9);
+    if let Some(mut perf) = perf {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(perf.id()).unwrap_or(0)),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let _ = perf.wait();
+    }
     let client_cpu = cpu_time("self") - cpu_before.0;
     let controller_cpu = ctl
         .pid()
