@@ -230,42 +230,33 @@ impl Store {
 
     /// The highest stored seq of a session (0 when none).
     pub fn max_log_seq(&self, session_id: &str) -> Result<u64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT COALESCE(MAX(max_seq), 0) FROM log_sessions WHERE session_id = ?1",
-                [session_id],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|v| v as u64)
-            .ctx("max log seq")
+        self.query_u64(
+            "SELECT COALESCE(MAX(max_seq), 0) FROM log_sessions WHERE session_id = ?1",
+            [session_id],
+            "max log seq",
+        )
     }
 
     /// The highest journal seq of a session whose effect is recorded: the runs' `last_seq` and the
     /// stored log entries (0 when none). The next run of the session follows from the seq after it.
     pub fn session_cursor(&self, session_id: &str) -> Result<u64, StoreError> {
-        let runs: i64 = self
-            .conn
-            .query_row(
-                "SELECT COALESCE(MAX(last_seq), 0) FROM runs WHERE session_id = ?1",
-                [session_id],
-                |r| r.get(0),
-            )
-            .ctx("session cursor")?;
-        Ok((runs as u64).max(self.max_log_seq(session_id)?))
+        let runs = self.query_u64(
+            "SELECT COALESCE(MAX(last_seq), 0) FROM runs WHERE session_id = ?1",
+            [session_id],
+            "session cursor",
+        )?;
+        Ok(runs.max(self.max_log_seq(session_id)?))
     }
 
     /// The highest log id ever used, stored or since removed (0 when none): new ids go above it, so a
     /// follower's cursor never points at a reused id.
     pub fn max_log_id(&self) -> Result<u64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT MAX((SELECT COALESCE(MAX(last_id), 0) FROM log_rows),
-                            (SELECT COALESCE(MAX(max_id), 0) FROM log_pruned))",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|v| v as u64)
-            .ctx("max log id")
+        self.query_u64(
+            "SELECT MAX((SELECT COALESCE(MAX(last_id), 0) FROM log_rows),
+                        (SELECT COALESCE(MAX(max_id), 0) FROM log_pruned))",
+            [],
+            "max log id",
+        )
     }
 
     pub fn clear_logs(&mut self, identifier: &str) -> Result<(), StoreError> {
@@ -299,14 +290,19 @@ impl Store {
 
     /// The highest log id of `identifier` that pruning or clearing removed (0 when none was).
     pub fn pruned_through(&self, identifier: &str) -> Result<u64, StoreError> {
+        self.query_u64(
+            "SELECT COALESCE(MAX(max_id), 0) FROM log_pruned WHERE identifier IN (?1, '*')",
+            [identifier],
+            "pruned logs",
+        )
+    }
+
+    /// The one non-negative integer `sql` gives (a `COALESCE`d maximum).
+    fn query_u64(&self, sql: &str, params: impl rusqlite::Params, op: &'static str) -> Result<u64, StoreError> {
         self.conn
-            .query_row(
-                "SELECT COALESCE(MAX(max_id), 0) FROM log_pruned WHERE identifier IN (?1, '*')",
-                [identifier],
-                |r| r.get::<_, i64>(0),
-            )
+            .query_row(sql, params, |r| r.get::<_, i64>(0))
             .map(|v| v as u64)
-            .ctx("pruned logs")
+            .ctx(op)
     }
 
     /// Issues that have log entries, sorted.

@@ -385,6 +385,11 @@ pub fn prepare(w: &mut Worker, host: &Host, issue: &str) -> String {
 }
 
 /// Reads a pid a test agent wrote to a file.
+/// A shell line that waits until `gate` exists (the test creates it to let a script go on).
+pub fn wait_for_gate(gate: &Path) -> String {
+    format!("while [ ! -e '{}' ]; do sleep 0.05; done", gate.display())
+}
+
 pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }

@@ -95,7 +95,7 @@ fn a_slow_prepare_does_not_hold_up_ping() {
         "repo": host.repo.display().to_string(),
         "baseBranch": "main",
         "branch": "itervox/ITX-1",
-        "hooks": {"afterCreate": format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display()), "timeoutMs": 60000},
+        "hooks": {"afterCreate": wait_for_gate(&gate), "timeoutMs": 60000},
     }));
     // The hook blocks until the gate exists; ping must be answered meanwhile.
     let ping_id = w.send_request(json!({"type": "ping"}));

@@ -134,8 +134,8 @@ fn the_end_of_stdin_ends_serve_but_not_the_session() {
     let agent = host.agent(
         "c",
         &format!(
-            "init\nsay MARK-BEFORE\nwhile [ ! -e {} ]; do sleep 0.05; done\nsay MARK-AFTER\nresult done",
-            gate.display()
+            "init\nsay MARK-BEFORE\n{}\nsay MARK-AFTER\nresult done",
+            wait_for_gate(&gate)
         ),
     );
     w.ok(start_request("s-c", "ITX-3", &ws, &agent));
@@ -263,10 +263,7 @@ fn send_input_runs_the_next_turn_resuming_the_agent_session() {
     let gate = host.scratch("turn-gate");
     let agent = host.agent(
         "h",
-        &format!(
-            "init\nsay MARK-TURN-$T\nwhile [ ! -e '{}' ]; do sleep 0.05; done\nresult done-$T",
-            gate.display()
-        ),
+        &format!("init\nsay MARK-TURN-$T\n{}\nresult done-$T", wait_for_gate(&gate)),
     );
     let mut req = start_request("s-h", "ITX-8", &ws, &agent);
     req["resumeSessionRef"] = json!("sess-initial");
@@ -371,13 +368,7 @@ fn a_supervisor_killed_with_sigkill_is_reported_failed_exactly_once() {
 fn sessions_and_their_workspaces_are_only_removed_when_not_running() {
     let (host, mut w, ws) = setup("ITX-10");
     let gate = host.scratch("gate");
-    let agent = host.agent(
-        "j",
-        &format!(
-            "init\nwhile [ ! -e {} ]; do sleep 0.05; done\nresult done",
-            gate.display()
-        ),
-    );
+    let agent = host.agent("j", &format!("init\n{}\nresult done", wait_for_gate(&gate)));
     let mut req = start_request("s-j", "ITX-10", &ws, &agent);
     req["hooks"] = json!({"afterRun": "sleep 1; echo done-after-run", "timeoutMs": 60000});
     w.ok(req);
@@ -464,8 +455,8 @@ fn one_stream_follows_several_sessions_until_each_is_detached() {
     let ws2 = prepare(&mut w, &host, "ITX-14");
     let gate = host.scratch("gate");
     let body = format!(
-        "init\nsay MARK-FIRST-$ITERVOX_SESSION_ID\nwhile [ ! -e {} ]; do sleep 0.05; done\nsay MARK-LAST-$ITERVOX_SESSION_ID\nresult done",
-        gate.display()
+        "init\nsay MARK-FIRST-$ITERVOX_SESSION_ID\n{}\nsay MARK-LAST-$ITERVOX_SESSION_ID\nresult done",
+        wait_for_gate(&gate)
     );
     let agent = host.agent("m", &body);
     w.ok(start_request("s-m1", "ITX-13", &ws1, &agent));

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use itervox_protocol::worker::*;
 use itervox_protocol::{IssueLogEntry, LogEventKind, LogLevel, PROTOCOL_VERSION};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
 use super::*;
@@ -31,6 +31,21 @@ fn worker_hello(protocol: u32) -> WorkerFrame {
     })
 }
 
+/// The client's read and write halves, then the scripted worker's, of an in-memory pipe.
+fn pipe(
+    capacity: usize,
+) -> (
+    ReadHalf<DuplexStream>,
+    WriteHalf<DuplexStream>,
+    ReadHalf<DuplexStream>,
+    WriteHalf<DuplexStream>,
+) {
+    let (client_side, worker_side) = tokio::io::duplex(capacity);
+    let (cr, cw) = tokio::io::split(client_side);
+    let (wr, ww) = tokio::io::split(worker_side);
+    (cr, cw, wr, ww)
+}
+
 async fn send(w: &mut (impl tokio::io::AsyncWrite + Unpin), f: &WorkerFrame) {
     let mut line = serde_json::to_vec(f).unwrap();
     line.push(b'\n');
@@ -47,9 +62,7 @@ fn log_event(seq: u64) -> WorkerFrame {
 
 #[tokio::test]
 async fn handshake_calls_and_events() {
-    let (client_side, worker_side) = tokio::io::duplex(1 << 16);
-    let (cr, cw) = tokio::io::split(client_side);
-    let (wr, mut ww) = tokio::io::split(worker_side);
+    let (cr, cw, wr, mut ww) = pipe(1 << 16);
 
     let worker = tokio::spawn(async move {
         let mut lines = BufReader::new(wr).lines();
@@ -154,9 +167,7 @@ async fn handshake_calls_and_events() {
 
 #[tokio::test]
 async fn protocol_mismatch_names_both_versions() {
-    let (client_side, worker_side) = tokio::io::duplex(1 << 16);
-    let (cr, cw) = tokio::io::split(client_side);
-    let (wr, mut ww) = tokio::io::split(worker_side);
+    let (cr, cw, wr, mut ww) = pipe(1 << 16);
     tokio::spawn(async move {
         let mut lines = BufReader::new(wr).lines();
         let _ = lines.next_line().await;
@@ -175,9 +186,7 @@ async fn protocol_mismatch_names_both_versions() {
 
 #[tokio::test]
 async fn pending_call_fails_when_stream_ends() {
-    let (client_side, worker_side) = tokio::io::duplex(1 << 16);
-    let (cr, cw) = tokio::io::split(client_side);
-    let (wr, mut ww) = tokio::io::split(worker_side);
+    let (cr, cw, wr, mut ww) = pipe(1 << 16);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut lines = BufReader::new(wr).lines();
@@ -215,9 +224,7 @@ async fn next_seqs(rx: &mut mpsc::Receiver<EventBatch>, n: usize) -> Vec<u64> {
 /// order; another session's events and an answer in between keep their places.
 #[tokio::test]
 async fn a_burst_of_events_goes_to_its_subscriber_in_batches_in_order() {
-    let (client_side, worker_side) = tokio::io::duplex(1 << 20);
-    let (cr, cw) = tokio::io::split(client_side);
-    let (wr, mut ww) = tokio::io::split(worker_side);
+    let (cr, cw, wr, mut ww) = pipe(1 << 20);
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut lines = BufReader::new(wr).lines();
@@ -368,9 +375,7 @@ fn log_frames_decode_the_same_on_the_fast_path() {
 /// another id (or of a caller that did not ask) goes nowhere and breaks nothing.
 #[tokio::test]
 async fn progress_entries_reach_their_call_before_its_answer() {
-    let (client_side, worker_side) = tokio::io::duplex(1 << 16);
-    let (cr, cw) = tokio::io::split(client_side);
-    let (wr, mut ww) = tokio::io::split(worker_side);
+    let (cr, cw, wr, mut ww) = pipe(1 << 16);
     let progress = |id: u64, message: &str| {
         WorkerFrame::Progress(ProgressFrame {
             id,
